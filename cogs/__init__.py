@@ -1,0 +1,1 @@
+"""Thin Discord adapters: parse options, defer, render messages, embeds and buttons."""

@@ -1,0 +1,60 @@
+"""Turns any app-command error into a short ephemeral message; the traceback goes to the log."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = "Something went wrong on our side; nothing was charged. Please try again."
+
+
+def describe(error: app_commands.AppCommandError) -> str:
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "This command works in a server, not in direct messages."
+    if isinstance(error, app_commands.MissingPermissions):
+        return "You need the " + ", ".join(error.missing_permissions) + " permission for this."
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down: try again in {error.retry_after:.0f} s."
+    if isinstance(error, app_commands.TransformerError):
+        return f"`{error.value}` is not a valid {error.type.name.lower()} here."
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or "You can't use this command here."
+    return GENERIC_FAILURE
+
+
+async def reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not tell the member about an error", exc_info=True)
+
+
+class Errors(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self._previous = bot.tree.on_error
+        bot.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.on_error = self._previous  # type: ignore[method-assign]
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        text = describe(error)
+        if text is GENERIC_FAILURE:
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error("command %s failed", command, exc_info=error)
+        await reply_ephemeral(interaction, text)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Errors(bot))

@@ -1,0 +1,1 @@
+"""SQLite storage: migrations, LoRA registry, quotas, jobs, settings."""
