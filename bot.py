@@ -41,6 +41,7 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         hide_input_in_errors=True,
+        env_ignore_empty=True,
     )
 
     discord_token: Annotated[
@@ -196,6 +197,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+async def _run(settings: Settings) -> None:
+    bot = create_bot(settings)
+    async with bot:  # closes the bot (and what setup_hook opened) on any exit
+        await bot.start(settings.discord_token.get_secret_value())
+
+
 def main(argv: list[str] | None = None) -> int:
     _parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -207,9 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     discord.utils.setup_logging(level=getattr(logging, settings.log_level))
     apply_discord_overrides(settings)
-    bot = create_bot(settings)
     try:
-        asyncio.run(bot.start(settings.discord_token.get_secret_value()))
+        asyncio.run(_run(settings))
     except discord.LoginFailure:
         log.error("Discord rejected DISCORD_TOKEN; reset it at %s", DISCORD_PORTAL)
         return 2
