@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import discord
+from client.fal import FalClient
 from discord.ext import commands
 from pydantic import (
     AnyHttpUrl,
@@ -23,10 +24,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cogs.publisher import DiscordPublisher
+from cogs.views import DYNAMIC_ITEMS
+from jobs.service import JobConfig, JobService
+from storage import Storage
+
 log = logging.getLogger("bot")
 
 # One extension per feature, loaded in setup_hook (RoboDanny's layout).
-EXTENSIONS: tuple[str, ...] = ("cogs.errors",)
+EXTENSIONS: tuple[str, ...] = ("cogs.errors", "cogs.edit", "cogs.iterate")
 
 DISCORD_PORTAL = "https://discord.com/developers/applications"
 FAL_KEYS_PAGE = "https://fal.ai/dashboard/keys"
@@ -165,11 +171,60 @@ class FluxBot(commands.Bot):
             **options,
         )
         self.settings = settings
+        self.publisher = DiscordPublisher(self)
+        # Opened in setup_hook (they need the running loop), closed in close().
+        self.storage: Storage
+        self.fal: FalClient
+        self.jobs: JobService
 
     async def setup_hook(self) -> None:
+        await self.prepare()
+        await self.sync_commands()
+        recovered = await self.jobs.recover()
+        if recovered:
+            log.info("continuing %d unfinished jobs", recovered)
+
+    async def prepare(self) -> None:
+        """Open resources and load extensions; no network, so tests can call it offline."""
+        settings = self.settings
+        self.storage = await Storage.open(settings.database_path)
+        self.fal = FalClient(
+            settings.fal_url("fal_queue_url"),
+            settings.fal_url("fal_rest_url"),
+            settings.fal_url("fal_cdn_url"),
+            settings.fal_key.get_secret_value(),
+            settings.fal_endpoint,
+        )
+        self.jobs = JobService(
+            self.storage,
+            self.fal,
+            self.publisher,
+            JobConfig(
+                outputs_dir=settings.database_path.parent / "outputs",
+                job_timeout=float(settings.job_timeout_seconds),
+            ),
+        )
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         log.info("loaded %d extensions", len(EXTENSIONS))
+
+    async def sync_commands(self) -> None:
+        if self.settings.dev_guild_id is not None:
+            guild = discord.Object(self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+
+    async def close(self) -> None:
+        if hasattr(self, "jobs"):
+            await self.jobs.close()
+        if hasattr(self, "fal"):
+            await self.fal.aclose()
+        if hasattr(self, "storage"):
+            await self.storage.close()
+        await super().close()
 
 
 def apply_discord_overrides(settings: Settings) -> None:

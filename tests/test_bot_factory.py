@@ -21,7 +21,7 @@ def offline_settings(tmp_path: Path) -> Settings:
 async def test_create_bot_loads_every_extension_without_network(tmp_path: Path) -> None:
     bot = create_bot(offline_settings(tmp_path))
     async with bot:
-        await bot.setup_hook()
+        await bot.prepare()
         assert set(bot.extensions) == set(EXTENSIONS)
         assert "Errors" in bot.cogs
     assert bot.is_closed()

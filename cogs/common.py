@@ -1,0 +1,92 @@
+"""Small helpers every cog shares: who is asking, attachments as domain inputs, replies."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+import discord
+
+from jobs.errors import MemberError
+from jobs.policy import Requester
+
+if TYPE_CHECKING:
+    from bot import FluxBot
+
+log = logging.getLogger(__name__)
+
+
+def flux_bot(interaction: discord.Interaction) -> FluxBot:
+    return cast("FluxBot", interaction.client)
+
+
+def channel_is_nsfw(channel: object) -> bool:
+    """Age-restricted channel; a thread inherits its parent's flag."""
+    if isinstance(channel, discord.Thread):
+        channel = channel.parent
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
+def requester_from(interaction: discord.Interaction) -> Requester:
+    if interaction.guild_id is None or interaction.channel_id is None:
+        raise MemberError("This works in a server, not in direct messages.")
+    user = interaction.user
+    roles = frozenset(role.id for role in getattr(user, "roles", ()))
+    perms = interaction.permissions
+    return Requester(
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        user_id=user.id,
+        role_ids=roles,
+        channel_nsfw=channel_is_nsfw(interaction.channel),
+        can_manage_messages=perms.manage_messages,
+        can_manage_guild=perms.manage_guild,
+        upload_limit=interaction.filesize_limit,
+    )
+
+
+def missing_post_permissions(interaction: discord.Interaction) -> list[str]:
+    """What the bot lacks to post results in this channel, as Discord names it."""
+    perms = interaction.app_permissions
+    needed = {
+        "View Channel": perms.view_channel,
+        "Send Messages": perms.send_messages,
+        "Attach Files": perms.attach_files,
+        "Embed Links": perms.embed_links,
+    }
+    return [name for name, ok in needed.items() if not ok]
+
+
+@dataclass
+class AttachmentInput:
+    """A Discord attachment seen by the domain as an InputFile."""
+
+    label: str
+    attachment: discord.Attachment
+
+    @property
+    def filename(self) -> str:
+        return self.attachment.filename
+
+    @property
+    def size(self) -> int:
+        return self.attachment.size
+
+    async def read(self) -> bytes:
+        return await self.attachment.read()
+
+
+async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool = True) -> None:
+    """Answer an interaction whether or not it was deferred; never raises."""
+    mentions = discord.AllowedMentions.none()
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(
+                text, ephemeral=ephemeral, allowed_mentions=mentions
+            )
+        else:
+            await interaction.followup.send(text, ephemeral=ephemeral, allowed_mentions=mentions)
+    except discord.HTTPException:
+        log.warning("could not answer interaction %s", interaction.id, exc_info=True)

@@ -1,0 +1,196 @@
+"""`/edit`: a member's images, prompt and LoRAs in; a job admitted and its status shown."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.common import (
+    AttachmentInput,
+    channel_is_nsfw,
+    flux_bot,
+    missing_post_permissions,
+    reply,
+    requester_from,
+)
+from jobs.errors import MemberError
+from jobs.request import SIZE_CHOICES, EditOptions, LoraPick
+
+if TYPE_CHECKING:
+    from bot import FluxBot
+
+log = logging.getLogger(__name__)
+
+AUTOCOMPLETE_LIMIT = 25  # Discord refuses a 26th choice
+
+
+async def lora_autocomplete(
+    interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """Registry matches for this server; hidden: disabled ones, NSFW ones outside NSFW channels."""
+    if interaction.guild_id is None:
+        return []
+    loras = await flux_bot(interaction).storage.loras.search(
+        interaction.guild_id,
+        current.strip(),
+        include_disabled=False,
+        include_nsfw=channel_is_nsfw(interaction.channel),
+        limit=AUTOCOMPLETE_LIMIT,
+    )
+    choices = []
+    for lora in loras[:AUTOCOMPLETE_LIMIT]:
+        label = f"{lora.name} · {lora.default_scale:g}"
+        if lora.description:
+            label += f" · {lora.description}"
+        if len(label) > 100:
+            label = label[:99] + "…"
+        choices.append(app_commands.Choice(name=label, value=lora.name[:100]))
+    return choices
+
+
+class Edit(commands.Cog):
+    def __init__(self, bot: FluxBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="edit", description="Edit 1–3 images with this server's LoRAs")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        prompt="What the edit should do; the LoRA's trigger words are added for you",
+        image="The image to edit",
+        image2="A second input image (optional)",
+        image3="A third input image (optional)",
+        lora="A LoRA from this server's registry",
+        lora2="A second LoRA to combine",
+        lora3="A third LoRA to combine",
+        scale="Strength of the first LoRA, 0–4 (default: the LoRA's own)",
+        scale2="Strength of the second LoRA, 0–4",
+        scale3="Strength of the third LoRA, 0–4",
+        seed="Fix the seed to reproduce or compare results (default: random)",
+        guidance="How closely to follow the prompt, 0–20 (default 2.5)",
+        steps="Denoising steps, 4–50: more is finer and slower (default 28)",
+        size="Output size (default: match image 1 at about 1 MP)",
+        width="Output width in pixels, 512–2048 (set height too)",
+        height="Output height in pixels, 512–2048 (set width too)",
+        count="How many images to make, 1–4 (each counts against your quota)",
+        acceleration="Faster generation trades some quality (default regular)",
+        expand_prompt="Let the model elaborate your prompt before editing",
+        format="File format of the result (default png)",
+    )
+    @app_commands.choices(
+        size=[app_commands.Choice(name=label, value=key) for key, label in SIZE_CHOICES.items()],
+        acceleration=[
+            app_commands.Choice(name="none (best quality, slowest)", value="none"),
+            app_commands.Choice(name="regular", value="regular"),
+            app_commands.Choice(name="high (fastest, for drafts)", value="high"),
+        ],
+        format=[
+            app_commands.Choice(name="PNG", value="png"),
+            app_commands.Choice(name="JPEG", value="jpeg"),
+            app_commands.Choice(name="WebP", value="webp"),
+        ],
+    )
+    @app_commands.autocomplete(lora=lora_autocomplete, lora2=lora_autocomplete)
+    @app_commands.autocomplete(lora3=lora_autocomplete)
+    async def edit(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 2000],
+        image: discord.Attachment,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        lora: str | None = None,
+        lora2: str | None = None,
+        lora3: str | None = None,
+        scale: app_commands.Range[float, 0.0, 4.0] | None = None,
+        scale2: app_commands.Range[float, 0.0, 4.0] | None = None,
+        scale3: app_commands.Range[float, 0.0, 4.0] | None = None,
+        seed: app_commands.Range[int, 0, 4294967295] | None = None,
+        guidance: app_commands.Range[float, 0.0, 20.0] | None = None,
+        steps: app_commands.Range[int, 4, 50] | None = None,
+        size: str | None = None,
+        width: app_commands.Range[int, 512, 2048] | None = None,
+        height: app_commands.Range[int, 512, 2048] | None = None,
+        count: app_commands.Range[int, 1, 4] | None = None,
+        acceleration: str | None = None,
+        expand_prompt: bool | None = None,
+        format: str | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        picks = [
+            LoraPick(name=name, scale=s)
+            for name, s in ((lora, scale), (lora2, scale2), (lora3, scale3))
+            if name
+        ]
+        options = EditOptions.model_validate(
+            {
+                "prompt": prompt,
+                "loras": picks,
+                "seed": seed,
+                "guidance": guidance,
+                "steps": steps,
+                "size": size,
+                "width": width,
+                "height": height,
+                "count": count,
+                "acceleration": acceleration,
+                "expand_prompt": expand_prompt,
+                "output_format": format,
+            }
+        )
+        files = [
+            AttachmentInput(label, attachment)
+            for label, attachment in (("image", image), ("image2", image2), ("image3", image3))
+            if attachment is not None
+        ]
+        await self.run_edit(interaction, options, files)
+
+    async def run_edit(
+        self,
+        interaction: discord.Interaction,
+        options: EditOptions,
+        files: list[AttachmentInput],
+        *,
+        parent_job_id: int | None = None,
+        note: str = "",
+    ) -> None:
+        """Shared by /edit and the context menu: validate, admit, point the member at it."""
+        jobs = self.bot.jobs
+        try:
+            who = requester_from(interaction)
+            missing = missing_post_permissions(interaction)
+            if missing:
+                raise MemberError(
+                    "I can't post results in this channel: I need "
+                    + ", ".join(missing)
+                    + " here. Ask an admin, or use another channel."
+                )
+            # Cheap checks first: nothing is downloaded or uploaded for a request that fails them.
+            await jobs.check_allowed(who)
+            loras = await jobs.resolve_loras(who, [(p.name, p.scale) for p in options.loras])
+            inputs = await jobs.prepare_inputs(files)
+            request = await jobs.build(who, options, inputs, loras=loras)
+            job = await jobs.admit(who, request, parent_job_id=parent_job_id)
+        except MemberError as error:
+            await reply(interaction, str(error))
+            return
+        self.bot.publisher.remember(job.id, interaction)
+        where = ""
+        if job.status_message_id is not None:
+            link = (
+                f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/"
+                f"{job.status_message_id}"
+            )
+            where = f" Follow it [here]({link})."
+        await reply(
+            interaction,
+            f"Edit #{job.id} is on its way: {request.count} image(s), about "
+            f"${job.cost_usd:.3f}.{where} {note}".strip(),
+        )
+
+
+async def setup(bot: FluxBot) -> None:
+    await bot.add_cog(Edit(bot))

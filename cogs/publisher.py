@@ -1,0 +1,135 @@
+"""The domain's Publisher, on Discord: status messages, result messages, private notes."""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import timedelta
+
+import discord
+from discord.ext import commands
+from storage.models import Job
+
+from cogs.render import RERUN_EMOJI, recipe_embed, status_text
+from cogs.views import result_view, status_view
+from jobs.publisher import (
+    Delivery,
+    DeliveryError,
+    DeliveryForbidden,
+    DeliveryTooLarge,
+    StatusUpdate,
+)
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME = timedelta(minutes=14)  # Discord's is 15; leave a margin for the request itself
+LIVE_PHASES = {"admitted", "queued", "running"}
+
+
+def delivery_nonce(job_id: int) -> str:
+    """Deterministic per job: Discord drops a second send with the same nonce (enforce_nonce)."""
+    return f"flux-job-{job_id}"
+
+
+def _translate(error: discord.HTTPException, channel_id: int) -> DeliveryError:
+    if isinstance(error, discord.Forbidden):
+        return DeliveryForbidden(
+            f"I'm not allowed to post results in <#{channel_id}> (I need View Channel, "
+            "Send Messages, Attach Files and Embed Links there; ask an admin)."
+        )
+    if isinstance(error, discord.NotFound):
+        return DeliveryForbidden(f"The channel <#{channel_id}> is gone.")
+    if error.status == 413 or error.code == 40005:
+        return DeliveryTooLarge("The result is larger than this channel's upload limit.")
+    return DeliveryError("Discord didn't accept the result message.")
+
+
+class DiscordPublisher:
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self._interactions: dict[int, discord.Interaction] = {}
+
+    def remember(self, job_id: int, interaction: discord.Interaction) -> None:
+        """Keep the interaction so private notes can go through its token while it lives."""
+        now = discord.utils.utcnow()
+        for old_id, old in list(self._interactions.items()):
+            if now - old.created_at > TOKEN_LIFETIME:
+                del self._interactions[old_id]
+        self._interactions[job_id] = interaction
+
+    def _channel(self, job: Job) -> discord.PartialMessageable:
+        return self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+
+    async def show_status(self, job: Job, update: StatusUpdate) -> int | None:
+        content = status_text(job, update)
+        view = status_view(job.id, running=update.phase in LIVE_PHASES)
+        channel = self._channel(job)
+        try:
+            if job.status_message_id is None:
+                message = await channel.send(
+                    content,
+                    view=view or discord.utils.MISSING,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+                return message.id
+            await channel.get_partial_message(job.status_message_id).edit(
+                content=content, view=view, allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.NotFound as error:
+            if job.status_message_id is not None:
+                log.info("job %s: its status message was deleted", job.id)
+                return None
+            raise _translate(error, job.channel_id) from error
+        except discord.HTTPException as error:
+            raise _translate(error, job.channel_id) from error
+        return None
+
+    async def deliver(self, job: Job, delivery: Delivery) -> int:
+        files = [
+            discord.File(io.BytesIO(image.data), filename=image.filename, spoiler=image.spoiler)
+            for image in delivery.images
+        ]
+        reference = None
+        if job.status_message_id is not None:
+            reference = discord.MessageReference(
+                message_id=job.status_message_id,
+                channel_id=job.channel_id,
+                guild_id=job.guild_id,
+                fail_if_not_exists=False,
+            )
+        try:
+            message = await self._channel(job).send(
+                f"<@{job.user_id}>",
+                embed=recipe_embed(job, delivery, job.guild_id),
+                files=files,
+                view=result_view(job.id),
+                nonce=delivery_nonce(job.id),
+                reference=reference or discord.utils.MISSING,
+                allowed_mentions=discord.AllowedMentions(
+                    everyone=False, roles=False, users=[discord.Object(job.user_id)]
+                ),
+            )
+        except discord.HTTPException as error:
+            raise _translate(error, job.channel_id) from error
+        try:
+            await message.add_reaction(RERUN_EMOJI)
+        except discord.HTTPException:
+            log.info("job %s: could not add the rerun reaction", job.id)
+        return message.id
+
+    async def notify(self, job: Job, text: str) -> None:
+        interaction = self._interactions.pop(job.id, None)
+        mentions = discord.AllowedMentions.none()
+        if interaction is not None:
+            age = discord.utils.utcnow() - interaction.created_at
+            if age < TOKEN_LIFETIME:
+                try:
+                    await interaction.followup.send(text, ephemeral=True, allowed_mentions=mentions)
+                    return
+                except discord.HTTPException:
+                    log.info("job %s: interaction follow-up failed; trying a DM", job.id)
+        try:
+            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+            await user.send(f"About your edit #{job.id}: {text}", allowed_mentions=mentions)
+        except discord.HTTPException:
+            log.warning("job %s: could not tell member %s: %s", job.id, job.user_id, text)

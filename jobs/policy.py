@@ -1,0 +1,69 @@
+"""Server policy applied to one member in one channel: limits, channel rules, NSFW handling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from storage.models import GuildSettings, QuotaLimits
+
+from jobs.errors import Refused
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asks, where, and what Discord told us about them. Built by the cogs."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    role_ids: frozenset[int] = field(default_factory=frozenset)
+    channel_nsfw: bool = False
+    can_manage_messages: bool = False
+    can_manage_guild: bool = False
+    upload_limit: int = 10 * 1024 * 1024
+
+
+def quota_limits(settings: GuildSettings, who: Requester) -> QuotaLimits:
+    """Member override, else the highest matching role quota, else the server default."""
+    exempt = bool(who.role_ids & set(settings.exempt_roles))
+    images: int | None
+    if exempt:
+        images = None
+    elif who.user_id in settings.user_quotas:
+        images = settings.user_quotas[who.user_id]
+    else:
+        role_limits = [n for role, n in settings.role_quotas.items() if role in who.role_ids]
+        images = max(role_limits) if role_limits else settings.default_quota
+    budget = settings.monthly_budget_usd or None
+    return QuotaLimits(
+        images_per_window=images,
+        window_seconds=settings.window_hours * 3600,
+        max_in_flight=None if exempt else settings.max_in_flight,
+        monthly_budget_usd=budget,
+    )
+
+
+def check_channel(settings: GuildSettings, channel_id: int) -> None:
+    rules = settings.channel_rules
+    rule = rules.get(channel_id)
+    allowed = [cid for cid, r in rules.items() if r == "allow"]
+    if rule == "deny" or (allowed and rule != "allow"):
+        where = ", ".join(f"<#{cid}>" for cid in allowed[:5])
+        hint = f" Try {where}." if where else ""
+        raise Refused(f"Edits are turned off in this channel.{hint}")
+
+
+def is_manager(settings: GuildSettings, who: Requester) -> bool:
+    return who.can_manage_guild or bool(who.role_ids & set(settings.manager_roles))
+
+
+def safety_checker_on(nsfw_policy: str, channel_nsfw: bool) -> bool:
+    """Always on outside age-restricted channels; off only where the server allows NSFW."""
+    return not (channel_nsfw and nsfw_policy == "allow_in_nsfw_channels")
+
+
+def nsfw_action(nsfw_policy: str, channel_nsfw: bool) -> str:
+    """What to do with an image fal flagged: 'block', 'spoiler' or 'allow'."""
+    if nsfw_policy == "allow_in_nsfw_channels":
+        return "allow" if channel_nsfw else "block"
+    return "spoiler" if nsfw_policy == "spoiler" else "block"

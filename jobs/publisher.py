@@ -1,0 +1,71 @@
+"""The one interface through which the domain talks to Discord. `cogs/` implements it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from storage.models import Job
+
+from jobs.request import EditRequest
+
+Phase = Literal[
+    "admitted", "queued", "running", "delivering", "delivered", "failed", "cancelled", "expired"
+]
+
+
+class DeliveryError(Exception):
+    """Posting to Discord failed; `str()` is safe to show the member."""
+
+
+class DeliveryForbidden(DeliveryError):
+    """The bot may not post (or attach files) in the job's channel."""
+
+
+class DeliveryTooLarge(DeliveryError):
+    """Discord refused the files as over the upload limit, even after our re-encoding."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    phase: Phase
+    request: EditRequest
+    started_at: datetime
+    queue_position: int | None = None
+    eta_at: datetime | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResultImage:
+    data: bytes
+    filename: str
+    content_type: str
+    width: int
+    height: int
+    spoiler: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    request: EditRequest
+    images: list[ResultImage]
+    seed: int
+    seconds: float
+    cost_usd: float
+    blocked: int = 0
+    reencoded: bool = False
+    parent_result: tuple[int, int] | None = None  # (channel id, message id) of the parent result
+    notes: list[str] = field(default_factory=list)
+
+
+class Publisher(Protocol):
+    async def show_status(self, job: Job, update: StatusUpdate) -> int | None:
+        """Create the job's status message or edit it; returns the id when it created one."""
+
+    async def deliver(self, job: Job, delivery: Delivery) -> int:
+        """Post the result (nonce derived from the job id); returns the message id."""
+
+    async def notify(self, job: Job, text: str) -> None:
+        """Tell the requester something privately where Discord allows it."""

@@ -1,0 +1,40 @@
+"""Member-facing words for an admission refusal, with the numbers and when it frees."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from storage.models import QuotaLimits, Refusal
+
+
+def discord_time(moment: datetime, style: str = "R") -> str:
+    """Discord renders <t:…> in each reader's own time zone and language."""
+    return f"<t:{int(moment.timestamp())}:{style}>"
+
+
+def _hours(seconds: int) -> str:
+    hours = seconds / 3600
+    return f"{hours:g} h"
+
+
+def describe_refusal(refusal: Refusal, wanted: int, limits: QuotaLimits) -> str:
+    if refusal.kind == "quota":
+        used, limit = int(refusal.used), int(refusal.limit)
+        text = f"You've used {used} of {limit} images in the last {_hours(limits.window_seconds)}"
+        if wanted > 1 and used < limit:
+            text += f"; this edit makes {wanted} and you have {limit - used} left"
+        if refusal.next_free_at is not None:
+            text += f"; the next one frees {discord_time(refusal.next_free_at)}"
+        return text + "."
+    if refusal.kind == "in_flight":
+        return (
+            f"You already have {int(refusal.used)} edits running (the limit is "
+            f"{int(refusal.limit)}). Wait for one to finish, or cancel it with `/jobs`."
+        )
+    text = (
+        f"This server has spent ${refusal.used:.2f} of its ${refusal.limit:.2f} monthly "
+        "budget for edits"
+    )
+    if refusal.next_free_at is not None:
+        text += f"; it resets {discord_time(refusal.next_free_at, 'D')}"
+    return text + ". An admin can raise it with `/admin budget set`."
