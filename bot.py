@@ -32,7 +32,14 @@ from storage import Storage
 log = logging.getLogger("bot")
 
 # One extension per feature, loaded in setup_hook (RoboDanny's layout).
-EXTENSIONS: tuple[str, ...] = ("cogs.errors", "cogs.edit", "cogs.iterate")
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.errors",
+    "cogs.edit",
+    "cogs.iterate",
+    "cogs.loras",
+    "cogs.admin",
+    "cogs.members",
+)
 
 DISCORD_PORTAL = "https://discord.com/developers/applications"
 FAL_KEYS_PAGE = "https://fal.ai/dashboard/keys"

@@ -90,3 +90,14 @@ async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool 
             await interaction.followup.send(text, ephemeral=ephemeral, allowed_mentions=mentions)
     except discord.HTTPException:
         log.warning("could not answer interaction %s", interaction.id, exc_info=True)
+
+
+async def is_bot_manager(interaction: discord.Interaction) -> bool:
+    """Manage Server, or a role the server named as bot managers (`/admin settings managers`)."""
+    if interaction.guild_id is None:
+        return False
+    if interaction.permissions.manage_guild:
+        return True
+    settings = await flux_bot(interaction).storage.settings.get(interaction.guild_id)
+    roles = {role.id for role in getattr(interaction.user, "roles", ())}
+    return bool(roles & set(settings.manager_roles))

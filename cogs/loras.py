@@ -1,0 +1,192 @@
+"""The LoRA registry from Discord: `/loras` for members, `/admin lora …` for admins."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from storage.models import Lora
+
+from cogs.common import channel_is_nsfw, flux_bot, is_bot_manager, reply
+from cogs.edit import lora_autocomplete
+from cogs.render import quote_prompt
+from jobs.errors import MemberError
+
+if TYPE_CHECKING:
+    from bot import FluxBot
+
+PAGE_SIZE = 8
+
+
+async def admin_lora_autocomplete(
+    interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """Admins see every LoRA, disabled and NSFW ones included."""
+    if interaction.guild_id is None:
+        return []
+    loras = await flux_bot(interaction).storage.loras.search(
+        interaction.guild_id, current.strip(), include_disabled=True, include_nsfw=True, limit=25
+    )
+    choices = []
+    for lora in loras[:25]:
+        flags = "".join([" (disabled)" if not lora.enabled else "", " (NSFW)" if lora.nsfw else ""])
+        label = f"{lora.name}{flags} · {lora.default_scale:g} · {lora.description}"
+        choices.append(app_commands.Choice(name=label[:100], value=lora.name))
+    return choices
+
+
+def lora_card(lora: Lora, history: list[str] | None = None) -> discord.Embed:
+    embed = discord.Embed(
+        title=lora.name,
+        description=quote_prompt(lora.description or "No description.", 1000),
+        colour=discord.Colour.dark_teal() if lora.enabled else discord.Colour.dark_grey(),
+    )
+    embed.add_field(name="Default scale", value=f"{lora.default_scale:g}")
+    triggers = ", ".join(f"`{w}`" for w in lora.trigger_words) or "none"
+    embed.add_field(name="Trigger words", value=triggers[:1024])
+    embed.add_field(name="Uses", value=str(lora.uses))
+    state = "enabled" if lora.enabled else "disabled"
+    embed.add_field(name="State", value=state + (" · NSFW" if lora.nsfw else ""))
+    embed.add_field(name="Version", value=str(lora.version))
+    if history is not None:
+        embed.add_field(name="Path", value=f"`{lora.path[:1000]}`", inline=False)
+        embed.add_field(
+            name="History", value="\n".join(history[-10:])[:1024] or "none", inline=False
+        )
+    return embed
+
+
+def page_embed(loras: list[Lora], page: int, pages: int, total: int) -> discord.Embed:
+    embed = discord.Embed(title="LoRAs on this server", colour=discord.Colour.dark_teal())
+    if not loras:
+        embed.description = "No LoRAs yet. An admin can add one with `/admin lora add`."
+    for lora in loras:
+        triggers = ", ".join(lora.trigger_words) or "—"
+        value = (
+            f"scale {lora.default_scale:g} · triggers: {quote_prompt(triggers, 200)} · "
+            f"{lora.uses} uses\n{quote_prompt(lora.description or '', 300)}"
+        )
+        embed.add_field(name=lora.name, value=value[:1024], inline=False)
+    embed.set_footer(text=f"Page {page + 1} of {pages} · {total} LoRAs · /loras name for a card")
+    return embed
+
+
+class PageButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"loras:(?P<page>-?\d+):(?P<nsfw>[01]):[PN]",
+):
+    """Stateless pagination: the page is in the custom_id, so buttons never expire."""
+
+    def __init__(self, page: int, nsfw: bool, label: str, disabled: bool = False) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"loras:{page}:{int(nsfw)}:{label[0]}",
+                disabled=disabled,
+            )
+        )
+        self.page = page
+        self.nsfw = nsfw
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> PageButton:
+        return cls(int(match["page"]), match["nsfw"] == "1", "Previous")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        if interaction.guild_id is None:
+            return
+        embed, view = await render_page(
+            flux_bot(interaction), interaction.guild_id, self.page, self.nsfw
+        )
+        await interaction.response.edit_message(embed=embed, view=view)
+
+
+async def render_page(
+    bot: FluxBot, guild_id: int, page: int, nsfw: bool
+) -> tuple[discord.Embed, discord.ui.View]:
+    total = await bot.storage.loras.count(guild_id, include_disabled=False, include_nsfw=nsfw)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(0, page), pages - 1)
+    loras = await bot.storage.loras.list(
+        guild_id,
+        include_disabled=False,
+        include_nsfw=nsfw,
+        offset=page * PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+    view = discord.ui.View(timeout=None)
+    view.add_item(PageButton(page - 1, nsfw, "Previous", disabled=page == 0))
+    view.add_item(PageButton(page + 1, nsfw, "Next", disabled=page >= pages - 1))
+    return page_embed(loras, page, pages, total), view
+
+
+class Loras(commands.Cog):
+    def __init__(self, bot: FluxBot) -> None:
+        self.bot = bot
+
+    # ------------------------------------------------------------------ members
+
+    @app_commands.command(name="loras", description="Browse this server's LoRAs, or see one's card")
+    @app_commands.guild_only()
+    @app_commands.describe(name="Show one LoRA's card")
+    @app_commands.autocomplete(name=lora_autocomplete)
+    async def loras(self, interaction: discord.Interaction, name: str | None = None) -> None:
+        guild_id = interaction.guild_id
+        if guild_id is None:
+            return
+        nsfw = channel_is_nsfw(interaction.channel)
+        if name is None:
+            embed, view = await render_page(self.bot, guild_id, 0, nsfw)
+            await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
+            return
+        lora = await self.bot.storage.loras.get(guild_id, name.strip())
+        if (
+            lora is None
+            or (not lora.enabled and not interaction.permissions.manage_guild)
+            or (lora.nsfw and not nsfw)
+        ):
+            await reply(interaction, f"This server has no LoRA named `{name.strip()[:40]}`.")
+            return
+        history = None
+        if await is_bot_manager(interaction):
+            changes = await self.bot.storage.loras.history(guild_id, lora.name)
+            history = [
+                f"<t:{int(c.at.timestamp())}:d> {c.action} by <@{c.actor_id}>" for c in changes
+            ]
+        await interaction.response.send_message(embed=lora_card(lora, history), ephemeral=True)
+
+
+class ConfirmRemove(discord.ui.View):
+    """A one-shot confirmation on an ephemeral message; it may expire, the command can be rerun."""
+
+    def __init__(self, bot: FluxBot, lora: Lora, actor_id: int) -> None:
+        super().__init__(timeout=120)
+        self.bot = bot
+        self.lora = lora
+        self.actor_id = actor_id
+
+    @discord.ui.button(label="Remove", style=discord.ButtonStyle.danger)
+    async def confirm(self, interaction: discord.Interaction, _: discord.ui.Button[Any]) -> None:
+        try:
+            await self.bot.storage.loras.remove(self.lora.guild_id, self.lora.name, self.actor_id)
+        except MemberError as error:
+            await interaction.response.edit_message(content=str(error), view=None)
+            return
+        await interaction.response.edit_message(content=f"Removed `{self.lora.name}`.", view=None)
+        self.stop()
+
+    @discord.ui.button(label="Keep it", style=discord.ButtonStyle.secondary)
+    async def keep(self, interaction: discord.Interaction, _: discord.ui.Button[Any]) -> None:
+        await interaction.response.edit_message(content=f"Kept `{self.lora.name}`.", view=None)
+        self.stop()
+
+
+async def setup(bot: FluxBot) -> None:
+    bot.add_dynamic_items(PageButton)
+    await bot.add_cog(Loras(bot))
