@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import discord
+from client.errors import FalAccountLocked, FalAuthError, FalError
 from client.fal import FalClient
 from discord.ext import commands
 from pydantic import (
@@ -41,6 +44,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.members",
 )
 
+SYNC_HASH_KEY = "command_tree_hash"
 DISCORD_PORTAL = "https://discord.com/developers/applications"
 FAL_KEYS_PAGE = "https://fal.ai/dashboard/keys"
 
@@ -216,13 +220,27 @@ class FluxBot(commands.Bot):
             await self.load_extension(extension)
         log.info("loaded %d extensions", len(EXTENSIONS))
 
+    def command_tree_hash(self) -> str:
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        # The application id is part of it: a new bot token means a new, empty command list.
+        return f"{self.application_id}:{hashlib.sha256(blob).hexdigest()}"
+
     async def sync_commands(self) -> None:
+        """Guild sync is instant and cheap; a global sync only when the commands changed."""
         if self.settings.dev_guild_id is not None:
             guild = discord.Object(self.settings.dev_guild_id)
             self.tree.copy_global_to(guild=guild)
             await self.tree.sync(guild=guild)
-        else:
-            await self.tree.sync()
+            log.info("synced commands to server %s", self.settings.dev_guild_id)
+            return
+        digest = self.command_tree_hash()
+        if await self.storage.settings.get_meta(SYNC_HASH_KEY) == digest:
+            log.info("commands unchanged; skipping the global sync")
+            return
+        await self.tree.sync()
+        await self.storage.settings.set_meta(SYNC_HASH_KEY, digest)
+        log.info("synced commands globally")
 
     async def close(self) -> None:
         if hasattr(self, "jobs"):
@@ -256,7 +274,54 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("run", "check"),
+        default="run",
+        help="run the bot (default), or check the settings, database and credentials",
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="with check: skip the calls to Discord and fal"
+    )
     return parser.parse_args(argv)
+
+
+async def _check(settings: Settings, offline: bool) -> int:
+    """Operator pre-flight: every line says what was checked and how it went."""
+    failures = 0
+    print("settings: OK")
+    bot = create_bot(settings)
+    async with bot:
+        await bot.prepare()
+        print(f"database: OK, {settings.database_path} at schema {bot.storage.schema_version}")
+        names = sorted(c.qualified_name for c in bot.tree.walk_commands())
+        where = f"server {settings.dev_guild_id}" if settings.dev_guild_id else "every server"
+        print(f"commands to sync to {where}: " + ", ".join(names))
+        if offline:
+            print("discord token: skipped (--offline)")
+            print("fal key: skipped (--offline)")
+            return 0
+        try:
+            user = await bot.http.static_login(settings.discord_token.get_secret_value())
+            print(f"discord token: OK, logged in as {user['username']} ({user['id']})")
+        except discord.LoginFailure:
+            print(f"discord token: REJECTED by Discord; reset it at {DISCORD_PORTAL}")
+            failures += 1
+        except (discord.HTTPException, OSError) as error:
+            print(f"discord token: skipped, Discord unreachable ({type(error).__name__})")
+        try:
+            await bot.fal.check_key()
+            print("fal key: OK")
+        except FalAuthError:
+            print(f"fal key: REJECTED by fal; create one at {FAL_KEYS_PAGE}")
+            failures += 1
+        except FalAccountLocked as error:
+            print(f"fal key: account locked: {error}")
+            failures += 1
+        except FalError as error:
+            print(f"fal key: skipped, fal unreachable ({error})")
+    return 1 if failures else 0
 
 
 async def _run(settings: Settings) -> None:
@@ -266,7 +331,7 @@ async def _run(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _parse_args(sys.argv[1:] if argv is None else argv)
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = load_settings()
     except ValidationError as error:
@@ -276,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     discord.utils.setup_logging(level=getattr(logging, settings.log_level))
     apply_discord_overrides(settings)
+    if args.command == "check":
+        return asyncio.run(_check(settings, args.offline))
     try:
         asyncio.run(_run(settings))
     except discord.LoginFailure:

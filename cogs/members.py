@@ -86,10 +86,10 @@ class Members(commands.Cog):
                 lines.append(f"#{job.id} · [result]({link}) · {when}")
             else:
                 note = (
-                    f" · {job.error[:80]}" if job.error and job.state != JobState.delivered else ""
+                    f" · {job.error[:80]}" if job.error and job.state != JobState.DELIVERED else ""
                 )
                 lines.append(f"#{job.id} · {job.state.value}{note} · {when}")
-            if job.state not in TERMINAL_STATES and job.state != JobState.completed:
+            if job.state not in TERMINAL_STATES and job.state != JobState.COMPLETED:
                 view.add_item(CancelButton(job.id, label=f"Cancel #{job.id}"))
         await interaction.response.send_message(
             "\n".join(lines)[:2000],

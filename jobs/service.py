@@ -339,7 +339,7 @@ class JobService:
                 job, StatusUpdate(phase="admitted", request=request, started_at=job.created_at)
             )
         except DeliveryError as error:
-            await self._finish(job.id, JobState.failed, error=str(error))
+            await self._finish(job.id, JobState.FAILED, error=str(error))
             raise Refused(f"{error} You were not charged.") from None
         if message_id is not None:
             job = await self.storage.jobs.set_status_message(job.id, message_id)
@@ -440,9 +440,9 @@ class JobService:
         request = EditRequest.model_validate(job.request)
         throttle = _StatusThrottle(lambda update: self._show(job_id, update))
         try:
-            if job.state in (JobState.admitted, JobState.submitted):
+            if job.state in (JobState.ADMITTED, JobState.SUBMITTED):
                 job = await self._run_at_fal(job, request, throttle)
-            if job.state == JobState.completed:
+            if job.state == JobState.COMPLETED:
                 await throttle.push(
                     StatusUpdate(phase="delivering", request=request, started_at=job.created_at),
                     force=True,
@@ -463,9 +463,9 @@ class JobService:
         remaining = (job.deadline_at - self._now()).total_seconds()
         try:
             async with asyncio.timeout(max(0.0, remaining)):
-                if job.state == JobState.admitted:
+                if job.state == JobState.ADMITTED:
                     job = await self._submit(job, request)
-                if job.state == JobState.submitted:
+                if job.state == JobState.SUBMITTED:
                     job = await self._watch(job, request, throttle)
         except TimeoutError:
             await self._expire(job.id, request)
@@ -489,8 +489,8 @@ class JobService:
             return await self._reload(job.id)
         job = await self.storage.jobs.transition(
             job.id,
-            JobState.submitted,
-            expect={JobState.admitted},
+            JobState.SUBMITTED,
+            expect={JobState.ADMITTED},
             fal_request_id=handle.request_id,
             fal_status_url=handle.status_url,
             fal_response_url=handle.response_url,
@@ -554,12 +554,12 @@ class JobService:
         if running_at is not None:
             self._timings.observe_run(time.monotonic() - running_at)
         if last is not None and last.error_type == "client_cancelled":
-            await self._finish(job.id, JobState.cancelled, error="cancelled at fal")
+            await self._finish(job.id, JobState.CANCELLED, error="cancelled at fal")
             return await self._reload(job.id)
         try:
             output = await self.fal.result(handle)
         except FalCancelled:
-            await self._finish(job.id, JobState.cancelled, error="cancelled at fal")
+            await self._finish(job.id, JobState.CANCELLED, error="cancelled at fal")
             await self._show(
                 job.id,
                 StatusUpdate(phase="cancelled", request=request, started_at=job.created_at),
@@ -570,7 +570,7 @@ class JobService:
             return await self._reload(job.id)
         stored = await self._store_output(job, request, output)
         job = await self.storage.jobs.transition(
-            job.id, JobState.completed, expect={JobState.submitted}, result=stored
+            job.id, JobState.COMPLETED, expect={JobState.SUBMITTED}, result=stored
         )
         log.info("job %s completed seed=%s images=%s", job.id, output.seed, len(output.images))
         return job
@@ -671,14 +671,14 @@ class JobService:
                 delivery = Delivery(**{**_fields(delivery), "images": smaller, "reencoded": True})
                 message_id = await self.publisher.deliver(job, delivery)
         except DeliveryForbidden as error:
-            await self._finish(job.id, JobState.failed, error=str(error))
+            await self._finish(job.id, JobState.FAILED, error=str(error))
             await self.publisher.notify(job, f"{error} Your edit was not charged.")
             return await self._reload(job.id)
         except DeliveryError as error:
             await self._fail(job.id, request, f"{error} You were not charged.")
             return await self._reload(job.id)
         job = await self.storage.jobs.transition(
-            job.id, JobState.delivered, expect={JobState.completed}, result_message_id=message_id
+            job.id, JobState.DELIVERED, expect={JobState.COMPLETED}, result_message_id=message_id
         )
         log.info("job %s delivered message=%s", job.id, message_id)
         await self._show(
@@ -705,22 +705,22 @@ class JobService:
             raise NotAllowed(
                 "Only the member who started this edit (or a moderator) can cancel it."
             )
-        if job.state in TERMINAL_STATES or job.state == JobState.completed:
+        if job.state in TERMINAL_STATES or job.state == JobState.COMPLETED:
             raise NotAllowed(f"This edit is already {job.state.value}; nothing to cancel.")
         task = self._tasks.pop(job_id, None)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         job = await self._reload(job_id)
-        if job.state == JobState.completed:
+        if job.state == JobState.COMPLETED:
             self._spawn(job_id)  # it finished meanwhile: deliver it after all
             raise NotAllowed("This edit just finished; the result is on its way.")
-        if job.state == JobState.submitted:
+        if job.state == JobState.SUBMITTED:
             try:
                 await self.fal.cancel(self._handle(job))
             except FalError:
                 log.warning("job %s: cancel at fal failed", job_id, exc_info=True)
-        await self._finish(job_id, JobState.cancelled, error=f"cancelled by {who.user_id}")
+        await self._finish(job_id, JobState.CANCELLED, error=f"cancelled by {who.user_id}")
         request = EditRequest.model_validate(job.request)
         await self._show(
             job_id,
@@ -732,7 +732,7 @@ class JobService:
         job = await self._reload(job_id)
         if job.state in TERMINAL_STATES:
             return
-        if job.state == JobState.submitted:
+        if job.state == JobState.SUBMITTED:
             try:
                 await self.fal.cancel(self._handle(job))
             except FalError:
@@ -740,14 +740,14 @@ class JobService:
         minutes = self.config.job_timeout / 60
         text = f"fal didn't finish within {minutes:g} minutes, so I cancelled the edit. "
         text += "You were not charged."
-        await self._finish(job_id, JobState.expired, error=text)
+        await self._finish(job_id, JobState.EXPIRED, error=text)
         await self._show(
             job_id,
             StatusUpdate(phase="expired", request=request, started_at=job.created_at, note=text),
         )
 
     async def _fail(self, job_id: int, request: EditRequest, text: str) -> None:
-        job = await self._finish(job_id, JobState.failed, error=text)
+        job = await self._finish(job_id, JobState.FAILED, error=text)
         if job is None:
             return
         await self._show(
