@@ -1,0 +1,780 @@
+"""The emulator's state and Discord's rules: messages, attachments, reactions, interactions.
+
+REST handlers and the test API both go through here, so a rule (permission, upload limit,
+3 s acknowledgement, 15 min token, nonce de-duplication) holds whoever triggers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from . import errors as E
+from .clock import Clock
+from .commands import CommandRegistry
+from .errors import DiscordHTTPError, field_error, forbidden, invalid_form, not_found
+from .interactions import (
+    APPLICATION_COMMAND,
+    AUTOCOMPLETE,
+    AUTOCOMPLETE_RESULT,
+    CHANNEL_MESSAGE,
+    DEFERRED_CHANNEL_MESSAGE,
+    DEFERRED_UPDATE_MESSAGE,
+    MESSAGE_COMPONENT,
+    MODAL,
+    MODAL_SUBMIT,
+    UPDATE_MESSAGE,
+    Callback,
+    Interaction,
+)
+from .messages import (
+    CHAT_INPUT_COMMAND,
+    CONTEXT_MENU_COMMAND,
+    DEFAULT,
+    REPLY,
+    Attachment,
+    Message,
+    MessageEdit,
+    StoredFile,
+    emoji_payload,
+    guess_content_type,
+    resolve_mentions,
+)
+from .payloads import (
+    EPHEMERAL,
+    LOADING,
+    AutocompleteData,
+    CallbackBody,
+    DeferData,
+    MessageBody,
+    ModalData,
+    parse,
+)
+from .permissions import Permission, channel_permissions
+from .snowflakes import Snowflakes
+from .waiting import Event, Notifier
+from .world import DEFAULT_UPLOAD_LIMIT, Channel, Member, User, World
+
+log = logging.getLogger(__name__)
+
+# Gateway intents that gate the events the emulator sends.
+GUILD_MESSAGES = 1 << 9
+GUILD_MESSAGE_REACTIONS = 1 << 10
+DIRECT_MESSAGES = 1 << 12
+DIRECT_MESSAGE_REACTIONS = 1 << 13
+MESSAGE_CONTENT = 1 << 15
+
+# What a bot may do in its DMs (no overwrites exist there).
+DM_PERMISSIONS = int(
+    Permission.VIEW_CHANNEL
+    | Permission.SEND_MESSAGES
+    | Permission.READ_MESSAGE_HISTORY
+    | Permission.ATTACH_FILES
+    | Permission.EMBED_LINKS
+    | Permission.ADD_REACTIONS
+    | Permission.USE_EXTERNAL_EMOJIS
+    | Permission.USE_APPLICATION_COMMANDS
+)
+
+# The only flag bits a sender may set on a message; Discord ignores the rest.
+_SETTABLE_FLAGS = (1 << 2) | (1 << 6) | (1 << 12) | (1 << 15)
+_EDITABLE_FLAGS = (1 << 2) | (1 << 15)
+
+# Which callback types each interaction type accepts.
+_CALLBACKS_FOR: dict[int, set[int]] = {
+    CHANNEL_MESSAGE: {APPLICATION_COMMAND, MESSAGE_COMPONENT, MODAL_SUBMIT},
+    DEFERRED_CHANNEL_MESSAGE: {APPLICATION_COMMAND, MESSAGE_COMPONENT, MODAL_SUBMIT},
+    DEFERRED_UPDATE_MESSAGE: {MESSAGE_COMPONENT, MODAL_SUBMIT},
+    UPDATE_MESSAGE: {MESSAGE_COMPONENT, MODAL_SUBMIT},
+    AUTOCOMPLETE_RESULT: {AUTOCOMPLETE},
+    MODAL: {APPLICATION_COMMAND, MESSAGE_COMPONENT},
+}
+
+# factory(intents) → payload, so each gateway session sees what its intents allow.
+PayloadFactory = Callable[[int], dict[str, Any]]
+Dispatcher = Callable[[str, PayloadFactory, int | None], None]
+
+
+class EmulatorState:
+    def __init__(self, clock: Clock, ids: Snowflakes, world: World) -> None:
+        self.clock = clock
+        self.ids = ids
+        self.world = world
+        self.notifier = Notifier()
+        clock.subscribe(self.notifier.notify)
+        self.base_url = ""
+        self.messages: dict[int, Message] = {}
+        self.channel_messages: dict[int, list[Message]] = defaultdict(list)
+        self.attachments: dict[int, Attachment] = {}
+        self.interactions: dict[int, Interaction] = {}
+        self.by_token: dict[str, Interaction] = {}
+        self.commands = CommandRegistry(ids, world.application_id)
+        self.events: list[Event[Any]] = []
+        self._nonces: dict[tuple[int, str], tuple[int, float]] = {}
+        self.dispatcher: Dispatcher = lambda event, factory, intent: None
+        # Knobs (seconds). Tests lower ack_deadline to prove 10062 quickly.
+        self.ack_deadline = 3.0
+        self.token_lifetime = 15 * 60.0
+        self.attachment_ttl = 24 * 3600.0
+        self.nonce_window = 5 * 60.0
+
+    # ---------------------------------------------------------------- events
+
+    def record(self, kind: str, data: Any) -> Event[Any]:
+        event: Event[Any] = Event(len(self.events), kind, self.clock.monotonic(), data)
+        self.events.append(event)
+        self.notifier.notify()
+        return event
+
+    @property
+    def bot(self) -> User:
+        return self.world.bot_user
+
+    # ---------------------------------------------------------------- permissions and limits
+
+    def bot_permissions(self, channel: Channel) -> int:
+        guild = self.world.guild_of(channel)
+        if guild is None:
+            return DM_PERMISSIONS
+        return channel_permissions(guild, channel, self.world.bot_member(guild))
+
+    def member_permissions(self, channel: Channel, member: Member | None) -> int:
+        guild = self.world.guild_of(channel)
+        if guild is None or member is None:
+            return DM_PERMISSIONS
+        return channel_permissions(guild, channel, member)
+
+    def upload_limit(self, channel: Channel) -> int:
+        guild = self.world.guild_of(channel)
+        return guild.upload_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+    def check_upload(self, channel: Channel, files: list[StoredFile]) -> None:
+        limit = self.upload_limit(channel)
+        if any(len(f.data) > limit for f in files):
+            raise DiscordHTTPError(413, E.REQUEST_TOO_LARGE, "Request entity too large")
+
+    def require_bot(self, channel: Channel, *needed: Permission) -> None:
+        perms = self.bot_permissions(channel)
+        if not perms & Permission.VIEW_CHANNEL:
+            raise forbidden(E.MISSING_ACCESS)
+        for permission in needed:
+            if not perms & permission:
+                raise forbidden()
+
+    # ---------------------------------------------------------------- attachments
+
+    def host(
+        self, attachment: Attachment, channel_id: int, *, ephemeral: bool = False
+    ) -> Attachment:
+        """Give an upload an id and a signed URL under this emulator, as Discord's CDN does."""
+        if attachment.id:
+            return attachment
+        attachment.id = self.ids.next()
+        attachment.channel_id = channel_id
+        attachment.ephemeral = ephemeral
+        attachment.expires_at = self.clock.time() + self.attachment_ttl
+        self.attachments[attachment.id] = attachment
+        return attachment
+
+    def servable(self, attachment_id: int, filename: str) -> Attachment | None:
+        attachment = self.attachments.get(attachment_id)
+        if attachment is None or attachment.filename != filename or attachment.revoked:
+            return None
+        if self.clock.time() > attachment.expires_at:
+            return None
+        return attachment
+
+    # ---------------------------------------------------------------- wire shapes
+
+    def message_payload(self, message: Message, *, intents: int | None = None) -> dict[str, Any]:
+        strip = intents is not None and not self._content_visible(message, intents)
+        referenced = None
+        if message.reference and message.reference.get("message_id"):
+            target = self.messages.get(int(message.reference["message_id"]))
+            if target is not None and not target.deleted:
+                referenced = target.payload(self.base_url, self.world.users, bot_id=self.bot.id)
+        data = message.payload(
+            self.base_url,
+            self.world.users,
+            bot_id=self.bot.id,
+            strip_content=strip,
+            referenced=referenced,
+        )
+        guild = self.world.guilds.get(message.guild_id) if message.guild_id else None
+        if guild is not None and message.author_id in guild.members and intents is not None:
+            data["member"] = guild.members[message.author_id].payload(with_user=False)
+        return data
+
+    def _content_visible(self, message: Message, intents: int) -> bool:
+        """Without the Message Content intent a bot sees only own, DM and mentioning messages."""
+        return (
+            bool(intents & MESSAGE_CONTENT)
+            or message.author_id == self.bot.id
+            or message.guild_id is None
+            or self.bot.id in message.mentions
+        )
+
+    def _publish(self, event: str, message: Message, kind: str) -> None:
+        self.record(kind, message)
+        if message.ephemeral:
+            return  # only the member sees it; Discord tells the bot nothing
+        intent = DIRECT_MESSAGES if message.guild_id is None else GUILD_MESSAGES
+        if event == "MESSAGE_DELETE":
+            data = {"id": str(message.id), "channel_id": str(message.channel_id)}
+            if message.guild_id is not None:
+                data["guild_id"] = str(message.guild_id)
+            self.dispatcher(event, lambda _intents: data, intent)
+        else:
+            self.dispatcher(
+                event, lambda intents: self.message_payload(message, intents=intents), intent
+            )
+
+    # ---------------------------------------------------------------- creating messages
+
+    def _attachments(
+        self,
+        refs: list[Any] | None,
+        files: list[StoredFile],
+        channel: Channel,
+        *,
+        keep: list[Attachment],
+        ephemeral: bool,
+    ) -> list[Attachment]:
+        """`attachments` keeps existing ids and names new `files[N]` by index; extra files join."""
+        kept_by_id = {str(a.id): a for a in keep}
+        result: list[Attachment] = []
+        used: set[int] = set()
+        if refs is None:
+            result.extend(keep)
+        else:
+            for position, ref in enumerate(refs):
+                key = str(ref.id)
+                if key in kept_by_id:
+                    result.append(kept_by_id[key])
+                    continue
+                index = int(key) if key.isdigit() else -1
+                if not 0 <= index < len(files):
+                    raise invalid_form(
+                        field_error(
+                            ["attachments", position, "id"],
+                            "ATTACHMENT_NOT_FOUND",
+                            "Unknown attachment",
+                        )
+                    )
+                used.add(index)
+                upload = files[index]
+                name = ref.filename or upload.filename
+                result.append(self._upload(upload, name, ref.description, channel, ephemeral))
+        for index, upload in enumerate(files):
+            if index not in used:
+                result.append(self._upload(upload, upload.filename, None, channel, ephemeral))
+        if len(result) > 10:
+            raise invalid_form(
+                field_error(
+                    ["attachments"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length."
+                )
+            )
+        return result
+
+    def _upload(
+        self,
+        upload: StoredFile,
+        filename: str,
+        description: str | None,
+        channel: Channel,
+        ephemeral: bool,
+    ) -> Attachment:
+        attachment = Attachment(
+            filename=filename,
+            data=upload.data,
+            content_type=guess_content_type(filename, upload.data),
+            description=description,
+        )
+        return self.host(attachment, channel.id, ephemeral=ephemeral)
+
+    def _reference(
+        self, channel: Channel, body: MessageBody
+    ) -> tuple[dict[str, Any] | None, int | None]:
+        ref = body.message_reference
+        if ref is None or ref.message_id is None:
+            return None, None
+        target = self.messages.get(int(ref.message_id))
+        if target is None or target.deleted or target.ephemeral or target.channel_id != channel.id:
+            if ref.fail_if_not_exists:
+                raise invalid_form(
+                    field_error(["message_reference"], "REPLIES_UNKNOWN_MESSAGE", "Unknown message")
+                )
+            return None, None
+        reference = {"message_id": str(target.id), "channel_id": str(channel.id), "type": 0}
+        if channel.guild_id is not None:
+            reference["guild_id"] = str(channel.guild_id)
+        return reference, target.author_id
+
+    def _new_message(
+        self,
+        channel: Channel,
+        author: User,
+        body: MessageBody,
+        files: list[StoredFile],
+        *,
+        flags: int,
+        type: int = DEFAULT,
+        allow_empty: bool = False,
+        hosted: list[Attachment] | None = None,
+        **extra: Any,
+    ) -> Message:
+        ephemeral = bool(flags & EPHEMERAL)
+        reference, replied_user = self._reference(channel, body)
+        attachments = self._attachments(
+            body.attachments, files, channel, keep=[], ephemeral=ephemeral
+        )
+        attachments.extend(hosted or [])
+        content = body.content or ""
+        embeds = [e.model_dump(exclude_none=True) for e in body.embeds or []]
+        components = [c.model_dump(exclude_none=True) for c in body.components or []]
+        if not allow_empty and not (content or embeds or attachments or components or body.poll):
+            raise DiscordHTTPError(400, E.EMPTY_MESSAGE, "Cannot send an empty message")
+        mentions, roles, everyone = resolve_mentions(
+            content, body.allowed_mentions, replied_user=replied_user
+        )
+        message = Message(
+            id=self.ids.next(),
+            channel_id=channel.id,
+            guild_id=channel.guild_id,
+            author_id=author.id,
+            created_at=self.clock.time(),
+            content=content,
+            embeds=embeds,
+            components=components,
+            attachments=attachments,
+            flags=flags,
+            type=REPLY if reference and type == DEFAULT else type,
+            nonce=body.nonce,
+            allowed_mentions=(
+                body.allowed_mentions.model_dump() if body.allowed_mentions is not None else None
+            ),
+            reference=reference,
+            tts=body.tts,
+            poll=body.poll,
+            mentions=mentions,
+            mention_roles=roles,
+            mention_everyone=everyone,
+            **extra,
+        )
+        self.messages[message.id] = message
+        self.channel_messages[channel.id].append(message)
+        if not ephemeral:
+            channel.last_message_id = message.id
+        self._publish("MESSAGE_CREATE", message, "message_create")
+        return message
+
+    def bot_send(self, channel: Channel, raw: dict[str, Any], files: list[StoredFile]) -> Message:
+        """POST /channels/{id}/messages: permissions, upload limit, nonce, then the message."""
+        body = parse(MessageBody, raw)
+        if channel.guild_id is not None:
+            needed = [Permission.SEND_MESSAGES]
+            if files:
+                needed.append(Permission.ATTACH_FILES)
+            self.require_bot(channel, *needed)
+        else:
+            recipient = self.world.users[channel.recipient_ids[0]]
+            if not recipient.dms_open:
+                raise DiscordHTTPError(403, E.CANNOT_DM_USER, "Cannot send messages to this user")
+        self.check_upload(channel, files)
+        nonce_key = None
+        if body.enforce_nonce and body.nonce is not None:
+            nonce_key = (self.bot.id, str(body.nonce))
+            hit = self._nonces.get(nonce_key)
+            if hit is not None and self.clock.time() - hit[1] <= self.nonce_window:
+                # Discord answers with the earlier message and creates nothing.
+                log.debug("nonce %s seen before; returning message %s", body.nonce, hit[0])
+                return self.messages[hit[0]]
+        message = self._new_message(
+            channel, self.bot, body, files, flags=(body.flags or 0) & _SETTABLE_FLAGS & ~EPHEMERAL
+        )
+        if nonce_key is not None:
+            self._nonces[nonce_key] = (message.id, self.clock.time())
+        return message
+
+    def user_message(
+        self,
+        author: User,
+        channel: Channel,
+        content: str,
+        attachments: list[Attachment],
+        reference: Message | None = None,
+    ) -> Message:
+        raw: dict[str, Any] = {"content": content}
+        if reference is not None:
+            raw["message_reference"] = {"message_id": str(reference.id)}
+        body = parse(MessageBody, raw)
+        hosted = [self.host(a, channel.id) for a in attachments]
+        return self._new_message(channel, author, body, [], flags=0, hosted=hosted)
+
+    # ---------------------------------------------------------------- editing and deleting
+
+    def edit_message(
+        self, message: Message, raw: dict[str, Any], files: list[StoredFile]
+    ) -> Message:
+        body = parse(MessageBody, raw)
+        channel = self.world.channel(message.channel_id)
+        assert channel is not None
+        self.check_upload(channel, files)
+        new_attachments = self._attachments(
+            body.attachments if "attachments" in raw else None,
+            files,
+            channel,
+            keep=message.attachments,
+            ephemeral=message.ephemeral,
+        )
+        content = (raw.get("content") or "") if "content" in raw else message.content
+        embeds = (
+            [e.model_dump(exclude_none=True) for e in body.embeds or []]
+            if "embeds" in raw
+            else message.embeds
+        )
+        components = (
+            [c.model_dump(exclude_none=True) for c in body.components or []]
+            if "components" in raw
+            else message.components
+        )
+        if not (content or embeds or new_attachments or components or message.poll):
+            raise DiscordHTTPError(400, E.EMPTY_MESSAGE, "Cannot send an empty message")
+        message.content = content
+        message.embeds = embeds
+        message.components = components
+        message.attachments = new_attachments
+        if "flags" in raw and raw["flags"] is not None:
+            message.flags = (message.flags & ~_EDITABLE_FLAGS) | (
+                int(raw["flags"]) & _EDITABLE_FLAGS
+            )
+        message.flags &= ~LOADING  # an edit is the answer a deferred response was waiting for
+        if "allowed_mentions" in raw:
+            message.allowed_mentions = raw["allowed_mentions"]
+        if "content" in raw:
+            message.mentions, message.mention_roles, message.mention_everyone = resolve_mentions(
+                content, body.allowed_mentions, replied_user=None
+            )
+        message.edited_at = self.clock.time()
+        message.edits.append(MessageEdit(self.clock.monotonic(), raw, files))
+        self._publish("MESSAGE_UPDATE", message, "message_update")
+        return message
+
+    def delete_message(self, message: Message) -> None:
+        message.deleted = True
+        self._publish("MESSAGE_DELETE", message, "message_delete")
+
+    def visible_message(self, channel: Channel, message_id: int) -> Message:
+        """A message as channel routes see it: ephemeral ones exist only behind their token."""
+        message = self.messages.get(message_id)
+        if (
+            message is None
+            or message.deleted
+            or message.ephemeral
+            or message.channel_id != channel.id
+        ):
+            raise not_found(E.UNKNOWN_MESSAGE, "Message")
+        return message
+
+    def history(
+        self,
+        channel: Channel,
+        *,
+        limit: int,
+        before: int | None,
+        after: int | None,
+        around: int | None,
+    ) -> list[Message]:
+        visible = [
+            m for m in self.channel_messages[channel.id] if not m.deleted and not m.ephemeral
+        ]
+        if around is not None:
+            older = [m for m in visible if m.id <= around][-(limit // 2 + 1) :]
+            newer = [m for m in visible if m.id > around][: limit - len(older)]
+            picked = older + newer
+        elif after is not None:
+            picked = [m for m in visible if m.id > after][:limit]
+        else:
+            picked = [m for m in visible if before is None or m.id < before][-limit:]
+        return list(reversed(picked))  # newest first, as Discord answers
+
+    # ---------------------------------------------------------------- reactions
+
+    def add_reaction(self, message: Message, user: User, key: str) -> bool:
+        who = message.reactions.get(key)
+        if who is not None and user.id in who:
+            return False
+        if who is None and len([k for k, v in message.reactions.items() if v]) >= 20:
+            raise DiscordHTTPError(400, E.MAX_REACTIONS, "Maximum number of reactions reached (20)")
+        message.reactions.setdefault(key, set()).add(user.id)
+        data: dict[str, Any] = {
+            "user_id": str(user.id),
+            "channel_id": str(message.channel_id),
+            "message_id": str(message.id),
+            "emoji": emoji_payload(key),
+            "message_author_id": str(message.author_id),
+            "burst": False,
+            "burst_colors": [],
+            "type": 0,
+        }
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+            member = self.world.guilds[message.guild_id].members.get(user.id)
+            if member is not None:
+                data["member"] = member.payload()
+        self.record("reaction_add", (message, user.id, key))
+        self._dispatch_reaction("MESSAGE_REACTION_ADD", message, data)
+        return True
+
+    def remove_reaction(self, message: Message, user_id: int, key: str) -> bool:
+        who = message.reactions.get(key)
+        if who is None or user_id not in who:
+            return False
+        who.discard(user_id)
+        if not who:
+            del message.reactions[key]
+        data: dict[str, Any] = {
+            "user_id": str(user_id),
+            "channel_id": str(message.channel_id),
+            "message_id": str(message.id),
+            "emoji": emoji_payload(key),
+            "burst": False,
+            "type": 0,
+        }
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+        self.record("reaction_remove", (message, user_id, key))
+        self._dispatch_reaction("MESSAGE_REACTION_REMOVE", message, data)
+        return True
+
+    def _dispatch_reaction(self, event: str, message: Message, data: dict[str, Any]) -> None:
+        if message.ephemeral:
+            return
+        intent = DIRECT_MESSAGE_REACTIONS if message.guild_id is None else GUILD_MESSAGE_REACTIONS
+        self.dispatcher(event, lambda _intents: data, intent)
+
+    # ---------------------------------------------------------------- interactions
+
+    def new_interaction(
+        self,
+        *,
+        type: int,
+        name: str,
+        user: User,
+        member: Member | None,
+        channel: Channel,
+        data: dict[str, Any],
+        message: Message | None = None,
+    ) -> Interaction:
+        guild = self.world.guild_of(channel)
+        interaction_id = self.ids.next()
+        token = "emu-" + secrets.token_urlsafe(32)
+        member_perms = self.member_permissions(channel, member)
+        channel_payload = channel.payload(self.world.users)
+        channel_payload["permissions"] = str(member_perms)
+        payload: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(self.world.application_id),
+            "type": type,
+            "data": data,
+            "token": token,
+            "version": 1,
+            "channel_id": str(channel.id),
+            "channel": channel_payload,
+            "app_permissions": str(self.bot_permissions(channel)),
+            "locale": "en-US",
+            "entitlements": [],
+            "attachment_size_limit": self.upload_limit(channel),
+        }
+        if guild is not None and member is not None:
+            payload["guild_id"] = str(guild.id)
+            payload["guild"] = {"id": str(guild.id), "locale": guild.locale, "features": []}
+            payload["guild_locale"] = guild.locale
+            payload["member"] = member.payload(permissions=member_perms)
+            payload["authorizing_integration_owners"] = {"0": str(guild.id)}
+            payload["context"] = 0
+        else:
+            payload["user"] = user.payload()
+            payload["authorizing_integration_owners"] = {"0": "0"}
+            payload["context"] = 1
+        if message is not None:
+            payload["message"] = self.message_payload(message)
+        interaction = Interaction(
+            self,
+            id=interaction_id,
+            token=token,
+            type=type,
+            name=name,
+            user=user,
+            member=member,
+            channel=channel,
+            guild=guild,
+            message=message,
+            created_at=self.clock.monotonic(),
+            payload=payload,
+        )
+        self.interactions[interaction_id] = interaction
+        self.by_token[token] = interaction
+        self.record("interaction_create", interaction)
+        # Wake waiters when the 3 s window closes in real time (clock jumps wake them anyway).
+        asyncio.get_running_loop().call_later(self.ack_deadline + 0.01, self.notifier.notify)
+        self.dispatcher("INTERACTION_CREATE", lambda _intents: payload, None)
+        return interaction
+
+    def interaction_callback(
+        self, interaction_id: int, token: str, raw: Any, files: list[StoredFile]
+    ) -> dict[str, Any]:
+        interaction = self.interactions.get(interaction_id)
+        if interaction is None or interaction.token != token:
+            raise not_found(E.UNKNOWN_INTERACTION, "interaction")
+        try:
+            return self._callback(interaction, raw, files)
+        except DiscordHTTPError as error:
+            interaction.errors.append(error)
+            self.notifier.notify()
+            raise
+
+    def _callback(self, ix: Interaction, raw: Any, files: list[StoredFile]) -> dict[str, Any]:
+        if ix.acknowledged:
+            raise DiscordHTTPError(
+                400, E.ALREADY_ACKNOWLEDGED, "Interaction has already been acknowledged."
+            )
+        if not ix.ack_window_open():
+            raise not_found(E.UNKNOWN_INTERACTION, "interaction")
+        body = parse(CallbackBody, raw)
+        kind, data = body.type, body.data or {}
+        needs_message = kind in (DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE)
+        if ix.type not in _CALLBACKS_FOR.get(kind, set()) or (needs_message and ix.message is None):
+            raise invalid_form(
+                field_error(
+                    ["type"],
+                    "INTERACTION_RESPONSE_TYPE_INVALID",
+                    f"Response type {kind} is not valid for interaction type {ix.type}",
+                )
+            )
+        message: Message | None = None
+        if kind == CHANNEL_MESSAGE:
+            message_body = parse(MessageBody, data, prefix=("data",))
+            self.check_upload(ix.channel, files)
+            flags = (message_body.flags or 0) & _SETTABLE_FLAGS
+            message = self._interaction_message(ix, message_body, files, flags=flags)
+            ix.original_id = message.id
+        elif kind == DEFERRED_CHANNEL_MESSAGE:
+            defer = parse(DeferData, data, prefix=("data",))
+            flags = LOADING | ((defer.flags or 0) & EPHEMERAL)
+            message = self._interaction_message(
+                ix, MessageBody(), [], flags=flags, allow_empty=True
+            )
+            ix.original_id = message.id
+        elif kind == DEFERRED_UPDATE_MESSAGE:
+            message = ix.message
+            ix.original_id = message.id if message else None
+        elif kind == UPDATE_MESSAGE:
+            assert ix.message is not None
+            message = self.edit_message(ix.message, data, files)
+            ix.original_id = message.id
+        elif kind == AUTOCOMPLETE_RESULT:
+            parse(AutocompleteData, data, prefix=("data",))
+            ix.choices = list(data["choices"])
+        elif kind == MODAL:
+            parse(ModalData, data, prefix=("data",))
+            ix.modal = data
+        ix.callbacks.append(Callback(kind, data, files, self.clock.monotonic(), message))
+        self.record("interaction_callback", ix)
+        interaction: dict[str, Any] = {"id": str(ix.id), "type": ix.type}
+        resource: dict[str, Any] = {"type": kind}
+        if message is not None and kind != DEFERRED_UPDATE_MESSAGE:
+            interaction["response_message_id"] = str(message.id)
+            interaction["response_message_loading"] = message.loading
+            interaction["response_message_ephemeral"] = message.ephemeral
+            resource["message"] = self.message_payload(message)
+        return {"interaction": interaction, "resource": resource}
+
+    def _interaction_message(
+        self,
+        ix: Interaction,
+        body: MessageBody,
+        files: list[StoredFile],
+        *,
+        flags: int,
+        allow_empty: bool = False,
+    ) -> Message:
+        metadata: dict[str, Any] = {
+            "id": str(ix.id),
+            "type": ix.type,
+            "user": ix.user.payload(),
+            "authorizing_integration_owners": ix.payload["authorizing_integration_owners"],
+        }
+        kind = DEFAULT
+        if ix.type == APPLICATION_COMMAND:
+            metadata["name"] = ix.name
+            command_type = ix.payload["data"].get("type", 1)
+            kind = CHAT_INPUT_COMMAND if command_type == 1 else CONTEXT_MENU_COMMAND
+        if ix.message is not None:
+            metadata["interacted_message_id"] = str(ix.message.id)
+        if ix.original_id is not None:
+            metadata["original_response_message_id"] = str(ix.original_id)
+        return self._new_message(
+            ix.channel,
+            self.bot,
+            body,
+            files,
+            flags=flags,
+            type=kind,
+            allow_empty=allow_empty,
+            webhook_id=self.world.application_id,
+            application_id=self.world.application_id,
+            interaction_metadata=metadata,
+            visible_to=ix.user.id if flags & EPHEMERAL else None,
+        )
+
+    def webhook_interaction(self, application_id: int, token: str) -> Interaction:
+        """The interaction behind `/webhooks/{app}/{token}`: the token is the credential."""
+        interaction = self.by_token.get(token)
+        if application_id != self.world.application_id or interaction is None:
+            raise not_found(E.UNKNOWN_WEBHOOK, "Webhook")
+        if not interaction.token_alive():
+            raise DiscordHTTPError(401, E.INVALID_WEBHOOK_TOKEN, "Invalid Webhook Token")
+        return interaction
+
+    def webhook_message(self, interaction: Interaction, message_id: str) -> Message:
+        if message_id == "@original":
+            target = interaction.original_id
+        else:
+            target = int(message_id) if message_id.isdigit() else None
+            if target not in (interaction.original_id, *interaction.followup_ids):
+                target = None
+        message = self.messages.get(target) if target is not None else None
+        if message is None or message.deleted:
+            raise not_found(E.UNKNOWN_MESSAGE, "Message")
+        return message
+
+    def followup(
+        self, interaction: Interaction, raw: dict[str, Any], files: list[StoredFile]
+    ) -> Message:
+        if not interaction.acknowledged:
+            raise not_found(E.UNKNOWN_WEBHOOK, "Webhook")
+        body = parse(MessageBody, raw)
+        self.check_upload(interaction.channel, files)
+        original = interaction.original
+        first = interaction.callbacks[0]
+        if (
+            first.type == DEFERRED_CHANNEL_MESSAGE
+            and original is not None
+            and original.loading
+            and not original.deleted
+        ):
+            # Discord: the first follow-up after a deferred response fills the "thinking"
+            # message, and that message keeps the ephemeral flag the defer chose.
+            fill = {k: v for k, v in raw.items() if k != "flags"}
+            message = self.edit_message(original, fill, files)
+        else:
+            flags = (body.flags or 0) & _SETTABLE_FLAGS
+            message = self._interaction_message(interaction, body, files, flags=flags)
+        interaction.followup_ids.append(message.id)
+        self.record("followup", message)
+        return message
