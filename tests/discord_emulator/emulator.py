@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -527,6 +528,13 @@ class DiscordEmulator:
         if self.rest.internal_errors:
             text += f"; emulator errors: {self.rest.internal_errors}"
         return text
+
+    def sent_events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The `d` of every dispatch sent to the newest gateway session (optionally one event)."""
+        if not self.hub.sessions:
+            return []
+        frames = [json.loads(text) for _, text in self.hub.sessions[-1].frames]
+        return [f["d"] for f in frames if name is None or f["t"] == name]
 
     # ---------------------------------------------------------------- faults
 
