@@ -239,6 +239,7 @@ class DiscordEmulator:
         self.patch_discord()
         known = len(self.hub.sessions)
         task = asyncio.create_task(bot.start(self.token), name="emulated-bot")
+        task.add_done_callback(lambda _: self.state.notifier.notify())
         self._bot, self._bot_task = bot, task
 
         def identified() -> Any:

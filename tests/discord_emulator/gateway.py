@@ -125,7 +125,14 @@ class GatewayHub:
             session.emit(event, factory(session.intents))
 
     def guild_create(self, guild: Guild) -> None:
-        self.dispatch("GUILD_CREATE", lambda intents: self._guild_payload(guild, intents), GUILDS)
+        """The bot joined `guild` (no `unavailable` key: that marks an outage ending instead)."""
+
+        def payload(intents: int) -> dict[str, Any]:
+            data = self._guild_payload(guild, intents)
+            del data["unavailable"]
+            return data
+
+        self.dispatch("GUILD_CREATE", payload, GUILDS)
 
     def _guild_payload(self, guild: Guild, intents: int) -> dict[str, Any]:
         world = self._state.world

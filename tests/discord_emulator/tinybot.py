@@ -79,6 +79,9 @@ class TinyBot(commands.Bot):
     async def on_message(self, message: discord.Message) -> None:
         self.record("message", message)
 
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        self.record("guild_join", guild)
+
     async def on_resumed(self) -> None:
         self.record("resumed", True)
 
