@@ -9,7 +9,7 @@ import pytest
 from discord import app_commands
 from PIL import Image
 
-from tests.discord_emulator import DiscordEmulator, EmulatorError, InteractionFailed
+from tests.discord_emulator import DiscordEmulator, EmulatorError, InteractionFailed, Permission
 from tests.discord_emulator.tinybot import TinyBot, make_tiny_bot
 
 
@@ -193,6 +193,17 @@ def build_bot() -> TinyBot:
         except discord.HTTPException as error:
             bot.record("upload_error", error)
             await interaction.followup.send(f"failed {error.status}/{error.code}")
+
+    @tree.command(description="Say where it ran")
+    @app_commands.allowed_contexts(guilds=True, dms=True)
+    async def where(interaction: discord.Interaction) -> None:
+        place = "dm" if interaction.guild is None else interaction.guild.name
+        await interaction.response.send_message(f"{place} {interaction.user.name}")
+
+    @tree.command(description="Guild only")
+    @app_commands.guild_only()
+    async def server(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("server")
 
     @tree.command(description="Reply ephemerally")
     async def secret(interaction: discord.Interaction) -> None:
@@ -486,3 +497,31 @@ async def test_interaction_responses_ignore_channel_permissions(emu: DiscordEmul
     # The bot may not send in #read-only, but interaction responses are webhooks: they work.
     ix = await emu.slash(emu.member("alice"), emu.channel("read-only"), "ping")
     assert (await ix.response()).message is not None
+
+
+async def test_direct_message_commands_and_guild_only(emu: DiscordEmulator) -> None:
+    alice = emu.member("alice")
+    dm = emu.dm_channel(alice)
+    ix = await emu.slash(alice, dm, "where")
+    await ix.response()
+    assert ix.payload["context"] == 1 and "member" not in ix.payload
+    assert ix.original is not None and ix.original.content == "dm alice"
+    assert await emu.wait_for_message(dm) is ix.original
+    with pytest.raises(EmulatorError, match="not offered in this context"):
+        await emu.slash(alice, dm, "server")
+
+
+async def test_members_act_with_the_roles_they_are_given(emu: DiscordEmulator) -> None:
+    curator = emu.add_role(emu.guild, "Curator", Permission.MANAGE_GUILD)
+    frank = emu.add_member(emu.guild, "frank", [curator])
+    general = emu.channel("general")
+    ix = await emu.slash(frank, general, "admin lora add", {"name": "z"})
+    assert (await ix.response()).message is not None
+    assert ix.payload["member"]["roles"] == [str(curator.id)]
+    assert int(ix.payload["member"]["permissions"]) & Permission.MANAGE_GUILD
+    emu.set_roles(frank, [])
+    with pytest.raises(EmulatorError, match="not offered"):
+        await emu.slash(frank, general, "admin lora add", {"name": "z"})
+    emu.set_overwrite(general, emu.guild.everyone, deny=Permission.USE_APPLICATION_COMMANDS)
+    with pytest.raises(EmulatorError, match="USE_APPLICATION_COMMANDS"):
+        await emu.slash(emu.member("alice"), general, "ping")

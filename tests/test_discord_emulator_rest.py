@@ -1,5 +1,6 @@
 """The emulator's REST rules, driven through the real discord.py HTTP client of a tiny bot."""
 
+import asyncio
 import io
 import time
 
@@ -263,3 +264,61 @@ async def test_editing_or_deleting_others_messages(emu: DiscordEmulator) -> None
     emu.set_role_permissions(bot_role, bot_role.permissions | Permission.MANAGE_MESSAGES)
     await message.delete()
     assert posted.deleted
+
+
+async def test_embeds_components_edits_and_typing(emu: DiscordEmulator) -> None:
+    channel = text_channel(emu, "general")
+    view = discord.ui.View()
+    view.add_item(discord.ui.Button(label="Rerun", custom_id="rerun:1"))
+    sent = await channel.send(embed=discord.Embed(title="Recipe", description="seed 7"), view=view)
+    stored = await emu.wait_for_message(emu.channel("general"))
+    assert stored.embeds[0]["title"] == "Recipe" and stored.custom_ids() == ["rerun:1"]
+
+    async def edit_later() -> None:
+        await sent.edit(embed=discord.Embed(title="Recipe", description="seed 8"))
+
+    task = asyncio.create_task(edit_later())
+    edited = await emu.wait_for_edit(stored, lambda m: m.embeds[0]["description"] == "seed 8")
+    await task
+    assert edited is stored and edited.edits[0].payload["embeds"][0]["description"] == "seed 8"
+
+    with pytest.raises(discord.HTTPException) as refused:
+        await channel.send(embed=discord.Embed(title="t" * 257))
+    assert refused.value.code == 50035 and "256 or fewer" in str(refused.value)
+
+    async with channel.typing():
+        pass
+    assert await emu.wait_for("typing") is emu.channel("general")
+
+
+async def test_command_sync_is_validated(emu: DiscordEmulator) -> None:
+    bot = bot_of(emu)
+    too_many = [{"name": f"c{i}", "value": str(i)} for i in range(26)]
+    command = {
+        "name": "pick",
+        "description": "Pick",
+        "options": [{"type": 3, "name": "x", "description": "x", "choices": too_many}],
+    }
+    with pytest.raises(discord.HTTPException) as refused:
+        await bot.http.bulk_upsert_global_commands(emu.application_id, [command])
+    assert refused.value.code == 50035
+    command["options"][0]["choices"] = too_many[:25]
+    stored = await bot.http.bulk_upsert_global_commands(emu.application_id, [command])
+    assert [c["name"] for c in stored] == ["pick"] and stored[0]["id"]
+    again = await bot.http.bulk_upsert_global_commands(emu.application_id, [command])
+    assert again[0]["id"] == stored[0]["id"]  # an overwrite keeps the id of a same-named command
+
+
+async def test_messages_in_channels_the_bot_cannot_see_are_not_dispatched(
+    emu: DiscordEmulator,
+) -> None:
+    hidden = emu.add_channel(emu.guild, "staff")
+    emu.set_overwrite(hidden, emu.bot_user, deny=Permission.VIEW_CHANNEL)
+    posted = emu.post_user_message("alice", hidden, "secret plans")
+    visible = emu.post_user_message("alice", emu.channel("general"), "hello")
+    seen = await bot_of(emu).next("message")
+    assert seen.id == visible.id
+    assert str(posted.id) not in [d["id"] for d in emu.sent_events("MESSAGE_CREATE")]
+    with pytest.raises(discord.Forbidden) as refused:
+        await bot_of(emu).http.get_message(hidden.id, posted.id)
+    assert refused.value.code == 50001

@@ -218,9 +218,15 @@ class EmulatorState:
             or self.bot.id in message.mentions
         )
 
+    def _bot_sees(self, message: Message) -> bool:
+        channel = self.world.channel(message.channel_id)
+        if channel is None or channel.guild_id is None:
+            return True
+        return bool(self.bot_permissions(channel) & Permission.VIEW_CHANNEL)
+
     def _publish(self, event: str, message: Message, kind: str) -> None:
         self.record(kind, message)
-        if message.ephemeral:
+        if message.ephemeral or not self._bot_sees(message):
             return  # only the member sees it; Discord tells the bot nothing
         intent = DIRECT_MESSAGES if message.guild_id is None else GUILD_MESSAGES
         if event == "MESSAGE_DELETE":
@@ -552,7 +558,7 @@ class EmulatorState:
         return True
 
     def _dispatch_reaction(self, event: str, message: Message, data: dict[str, Any]) -> None:
-        if message.ephemeral:
+        if message.ephemeral or not self._bot_sees(message):
             return
         intent = DIRECT_MESSAGE_REACTIONS if message.guild_id is None else GUILD_MESSAGE_REACTIONS
         self.dispatcher(event, lambda _intents: data, intent)
