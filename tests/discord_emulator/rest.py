@@ -388,7 +388,7 @@ class RestApi:
     async def callback(self, request: web.Request) -> web.StreamResponse:
         payload, files = await self._body(request)
         token = request.match_info["token"]
-        result = self.state.interaction_callback(
+        result = self.state.responses.interaction_callback(
             snowflake(request, "interaction"), token, payload, files
         )
         if request.query.get("with_response", "").lower() in ("1", "true"):
@@ -396,35 +396,35 @@ class RestApi:
         return no_content()
 
     async def followup(self, request: web.Request) -> web.StreamResponse:
-        interaction = self.state.webhook_interaction(
+        interaction = self.state.responses.webhook_interaction(
             snowflake(request, "app"), request.match_info["token"]
         )
         payload, files = await self._body(request)
-        message = self.state.followup(interaction, payload, files)
+        message = self.state.responses.followup(interaction, payload, files)
         # Interaction follow-ups always wait (Discord's docs); discord.py asks for it anyway.
         return json_response(self._message_payload(message))
 
     async def get_webhook_message(self, request: web.Request) -> web.StreamResponse:
-        interaction = self.state.webhook_interaction(
+        interaction = self.state.responses.webhook_interaction(
             snowflake(request, "app"), request.match_info["token"]
         )
-        message = self.state.webhook_message(interaction, request.match_info["message"])
+        message = self.state.responses.webhook_message(interaction, request.match_info["message"])
         return json_response(self._message_payload(message))
 
     async def edit_webhook_message(self, request: web.Request) -> web.StreamResponse:
-        interaction = self.state.webhook_interaction(
+        interaction = self.state.responses.webhook_interaction(
             snowflake(request, "app"), request.match_info["token"]
         )
-        message = self.state.webhook_message(interaction, request.match_info["message"])
+        message = self.state.responses.webhook_message(interaction, request.match_info["message"])
         payload, files = await self._body(request)
         self.state.edit_message(message, payload, files)
         return json_response(self._message_payload(message))
 
     async def delete_webhook_message(self, request: web.Request) -> web.StreamResponse:
-        interaction = self.state.webhook_interaction(
+        interaction = self.state.responses.webhook_interaction(
             snowflake(request, "app"), request.match_info["token"]
         )
-        message = self.state.webhook_message(interaction, request.match_info["message"])
+        message = self.state.responses.webhook_message(interaction, request.match_info["message"])
         self.state.delete_message(message)
         return no_content()
 
