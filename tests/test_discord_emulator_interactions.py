@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import io
 
+import aiohttp
 import discord
 import pytest
 from discord import app_commands
@@ -376,12 +377,22 @@ async def test_context_menu_reads_a_members_images_until_the_url_expires(
     await ix.response()
     assert ix.original is not None and ix.original.content == "expired 404"
 
+    # Signed URLs expire; a URL handed out earlier dies, a fresh payload is signed anew.
     emu.attachment_ttl = 60
     fresh = emu.post_user_message(alice, general, "", [emu.attachment(first, "c.png")])
-    emu.clock.advance(61)  # signed URLs stop resolving after their expiry
+    stored_url = emu.attachment_url(fresh.attachments[0])
+    async with aiohttp.ClientSession() as session:
+        async with session.get(stored_url) as response:
+            assert response.status == 200 and await response.read() == first
+        forged = stored_url.replace("ex=", "ex=f")  # a later expiry without a matching signature
+        async with session.get(forged) as response:
+            assert response.status == 404
+        emu.clock.advance(61)
+        async with session.get(stored_url) as response:
+            assert response.status == 404
     ix = await emu.context_menu(alice, general, "Count images", fresh)
     await ix.response()
-    assert ix.original is not None and ix.original.content == "expired 404"
+    assert ix.original is not None and ix.original.content == f"1 images {[len(first)]}"
 
 
 async def test_ephemeral_replies_are_seen_only_by_the_member(emu: DiscordEmulator) -> None:

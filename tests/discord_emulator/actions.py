@@ -423,5 +423,5 @@ class ChannelResolver:
             raise EmulatorError(f"an attachment option needs emu.attachment(...), not {value!r}")
         # Slash-command uploads are ephemeral attachments until a message uses them.
         self._emu.state.host(value, self._channel.id, ephemeral=True)
-        resolved.attachments[str(value.id)] = value.payload(self._emu.base_url)
+        resolved.attachments[str(value.id)] = value.payload(self._emu.state.attachment_url(value))
         return str(value.id)

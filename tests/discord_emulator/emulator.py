@@ -398,8 +398,16 @@ class DiscordEmulator(MemberActions):
         )
 
     def expire_attachment(self, attachment: Attachment) -> None:
-        """Make the signed URL stop resolving now (or advance the clock past the TTL)."""
+        """Every URL of this attachment stops resolving now (content gone, as after a delete).
+
+        Each payload carries a freshly signed URL valid for `attachment_ttl`; advance the clock
+        past it to make URLs handed out earlier stop resolving while fresh ones still work.
+        """
         attachment.revoked = True
+
+    def attachment_url(self, attachment: Attachment) -> str:
+        """A freshly signed URL, as a payload sent now would carry it."""
+        return self.state.attachment_url(attachment)
 
     def messages_in(self, channel: Channel) -> list[Message]:
         """What everyone sees in the channel, oldest first."""

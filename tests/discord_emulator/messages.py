@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import mimetypes
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -64,7 +65,6 @@ class Attachment:
     description: str | None = None
     id: int = 0
     channel_id: int = 0
-    expires_at: float = 0.0
     ephemeral: bool = False
     revoked: bool = False
 
@@ -77,22 +77,20 @@ class Attachment:
         folder = "ephemeral-attachments" if self.ephemeral else "attachments"
         return f"/{folder}/{self.channel_id}/{self.id}/{self.filename}"
 
-    def url(self, base: str) -> str:
-        # Discord signs attachment URLs: `ex` is the expiry in hex seconds.
-        expiry = format(int(self.expires_at), "x")
-        return f"{base}{self.path}?ex={expiry}&is={expiry}&hm=emulator"
-
     def as_file(self) -> StoredFile:
         return StoredFile(self.filename, self.data, self.content_type)
 
-    def payload(self, base: str) -> dict[str, Any]:
-        url = self.url(base)
+    def payload(self, url: str) -> dict[str, Any]:
+        """`url` is signed per payload, as Discord signs each time it hands a message out."""
+        proxy = url.replace("/attachments/", "/media/attachments/", 1).replace(
+            "/ephemeral-attachments/", "/media/ephemeral-attachments/", 1
+        )
         data: dict[str, Any] = {
             "id": str(self.id),
             "filename": self.filename,
             "size": self.size,
             "url": url,
-            "proxy_url": url.replace(base, base + "/media", 1),
+            "proxy_url": proxy,
             "content_type": self.content_type,
         }
         if self.description is not None:
@@ -161,7 +159,7 @@ class Message:
 
     def payload(
         self,
-        base: str,
+        sign: Callable[[Attachment], str],
         users: dict[int, Any],
         *,
         bot_id: int,
@@ -181,7 +179,7 @@ class Message:
             "mention_everyone": self.mention_everyone,
             "mentions": [users[u].payload() for u in self.mentions if u in users],
             "mention_roles": [str(r) for r in self.mention_roles],
-            "attachments": [] if strip_content else [a.payload(base) for a in self.attachments],
+            "attachments": [] if strip_content else [a.payload(sign(a)) for a in self.attachments],
             "embeds": [] if strip_content else self.embeds,
             "components": [] if strip_content else self.components,
             "pinned": False,

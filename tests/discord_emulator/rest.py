@@ -574,7 +574,7 @@ class RestApi:
     async def cdn(self, request: web.Request) -> web.StreamResponse:
         raw_id = request.match_info["attachment"]
         attachment = self.state.servable(
-            int(raw_id) if raw_id.isdigit() else 0, request.match_info["filename"]
+            int(raw_id) if raw_id.isdigit() else 0, request.match_info["filename"], request.query
         )
         if attachment is None:
             # What Discord's CDN answers for an expired or unknown signed URL.

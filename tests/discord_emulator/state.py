@@ -6,9 +6,12 @@ REST handlers and the test API both go through here, so a rule (permission, uplo
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import errors as E
@@ -84,6 +87,7 @@ class EmulatorState:
         self.commands = CommandRegistry(ids, world.application_id)
         self.events: list[Event[Any]] = []
         self._nonces: dict[tuple[int, str], tuple[int, float]] = {}
+        self._cdn_key = secrets.token_bytes(16)
         self.dispatcher: Dispatcher = lambda event, factory, intent: None
         self.responses = InteractionResponses(self)
         # Knobs (seconds). Tests lower ack_deadline to prove 10062 quickly.
@@ -146,17 +150,34 @@ class EmulatorState:
         attachment.id = self.ids.next()
         attachment.channel_id = channel_id
         attachment.ephemeral = ephemeral
-        attachment.expires_at = self.clock.time() + self.attachment_ttl
         self.attachments[attachment.id] = attachment
         return attachment
 
-    def servable(self, attachment_id: int, filename: str) -> Attachment | None:
+    def attachment_url(self, attachment: Attachment) -> str:
+        """A freshly signed URL: `ex` (hex expiry) and `hm` (signature), like Discord's CDN."""
+        now = self.clock.time()
+        issued, expires = format(int(now), "x"), format(int(now + self.attachment_ttl), "x")
+        signature = self._sign(attachment.id, expires)
+        return f"{self.base_url}{attachment.path}?ex={expires}&is={issued}&hm={signature}"
+
+    def _sign(self, attachment_id: int, expires: str) -> str:
+        message = f"{attachment_id}:{expires}".encode()
+        return hmac.new(self._cdn_key, message, hashlib.sha256).hexdigest()[:32]
+
+    def servable(
+        self, attachment_id: int, filename: str, query: Mapping[str, str]
+    ) -> Attachment | None:
+        """The attachment if this URL still resolves: known, not revoked, signed, not expired."""
         attachment = self.attachments.get(attachment_id)
         if attachment is None or attachment.filename != filename or attachment.revoked:
             return None
-        if self.clock.time() > attachment.expires_at:
+        expires = query.get("ex", "")
+        if not hmac.compare_digest(query.get("hm", ""), self._sign(attachment_id, expires)):
             return None
-        return attachment
+        try:
+            return attachment if int(expires, 16) >= self.clock.time() else None
+        except ValueError:
+            return None
 
     # ---------------------------------------------------------------- wire shapes
 
@@ -166,9 +187,15 @@ class EmulatorState:
         if message.reference and message.reference.get("message_id"):
             target = self.messages.get(int(message.reference["message_id"]))
             if target is not None and not target.deleted:
-                referenced = target.payload(self.base_url, self.world.users, bot_id=self.bot.id)
+                strip_target = intents is not None and not self._content_visible(target, intents)
+                referenced = target.payload(
+                    self.attachment_url,
+                    self.world.users,
+                    bot_id=self.bot.id,
+                    strip_content=strip_target,
+                )
         data = message.payload(
-            self.base_url,
+            self.attachment_url,
             self.world.users,
             bot_id=self.bot.id,
             strip_content=strip,
