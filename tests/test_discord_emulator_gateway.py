@@ -182,15 +182,31 @@ async def test_restart_keeps_emulator_state(discord_emulator: DiscordEmulator) -
         async def go(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
             await interaction.response.send_message("went", ephemeral=True)
 
+    class Rerun(discord.ui.DynamicItem[discord.ui.Button], template=r"rerun:(?P<job>[0-9]+)"):
+        def __init__(self, job: int) -> None:
+            super().__init__(discord.ui.Button(label="Rerun", custom_id=f"rerun:{job}"))
+            self.job = job
+
+        @classmethod
+        async def from_custom_id(
+            cls, interaction: discord.Interaction, item: discord.ui.Item, match: Any
+        ) -> "Rerun":
+            return cls(int(match["job"]))
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            await interaction.response.send_message(f"rerun job {self.job}", ephemeral=True)
+
     class WithView(TinyBot):
         async def setup_hook(self) -> None:
             self.add_view(Persistent())
+            self.add_dynamic_items(Rerun)
             await super().setup_hook()
 
     bot = await emu.start_bot(WithView(guild_ready_timeout=0.1))
     channel = bot.get_channel(emu.channel("general").id)
     assert isinstance(channel, discord.TextChannel)
     sent = await channel.send("press", view=Persistent())
+    result = await channel.send("result", view=discord.ui.View().add_item(Rerun(42)))
     first_session = await emu.wait_connected()
 
     bot = await emu.restart_bot(lambda: WithView(guild_ready_timeout=0.1))
@@ -201,6 +217,10 @@ async def test_restart_keeps_emulator_state(discord_emulator: DiscordEmulator) -
     ix = await emu.click(emu.member("alice"), emu.message(sent.id), "persist:go")
     await ix.response()
     assert ix.original is not None and ix.original.content == "went"
+    # DynamicItem buttons (the job id in custom_id) also work on messages from before.
+    ix = await emu.click(emu.member("bob"), emu.message(result.id), "rerun:42")
+    await ix.response()
+    assert ix.original is not None and ix.original.content == "rerun job 42"
 
 
 async def test_a_bot_in_another_process(discord_emulator: DiscordEmulator) -> None:
