@@ -46,11 +46,13 @@ def tint_for(seed: int, index: int) -> tuple[int, int, int]:
 def expected_pixel(
     source_rgb: tuple[int, int, int], seed: int, index: int = 0
 ) -> tuple[int, int, int]:
-    """The colour an output pixel has where the (uniform) input had `source_rgb`."""
-    tint = tint_for(seed, index)
-    return tuple(  # type: ignore[return-value]
-        round(s * (1 - TINT_ALPHA) + t * TINT_ALPHA) for s, t in zip(source_rgb, tint, strict=True)
-    )
+    """The colour an output pixel has where the (uniform) input had `source_rgb`: the same
+    Pillow blend on one pixel, so rounding matches exactly."""
+    source = Image.new("RGB", (1, 1), source_rgb)
+    tinted = Image.blend(source, Image.new("RGB", (1, 1), tint_for(seed, index)), TINT_ALPHA)
+    pixel = tinted.getpixel((0, 0))
+    assert isinstance(pixel, tuple)
+    return pixel[0], pixel[1], pixel[2]
 
 
 def decode_image(data: bytes) -> Image.Image:
