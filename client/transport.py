@@ -222,6 +222,12 @@ class FalTransport:
             return FalValidationError(
                 _validation_items(body), status_code=code, request_id=request_id
             )
+        if code == 429:
+            return FalRateLimited(
+                "fal is rate limiting requests; try again shortly",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+                status_code=code,
+            )
         error_type = _error_type(body, response)
         timeout_type = response.headers.get("x-fal-request-timeout-type")
         if error_type == "client_cancelled" or code == 499:
@@ -241,12 +247,6 @@ class FalTransport:
             )
         if code == 404:
             return FalNotFound(f"fal does not know this request ({op})", status_code=code)
-        if code == 429:
-            return FalRateLimited(
-                "fal is rate limiting requests; try again shortly",
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-                status_code=code,
-            )
         if code >= 500:
             return FalUnavailable(
                 f"fal is unavailable right now ({op}: HTTP {code})", status_code=code
