@@ -83,6 +83,7 @@ class FalTransport:
     def __init__(
         self,
         http: httpx.AsyncClient,
+        stream_http: httpx.AsyncClient,
         key: str,
         *,
         key_origins: list[str],
@@ -90,6 +91,7 @@ class FalTransport:
         timeout: httpx.Timeout,
     ) -> None:
         self.http = http
+        self.stream_http = stream_http
         self._key = key
         self._key_origins = {_origin(httpx.URL(base)) for base in key_origins}
         self.retry = retry

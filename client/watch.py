@@ -93,7 +93,7 @@ async def _stream_statuses(
     transport.requests["stream"] += 1
     timeout = httpx.Timeout(30.0, connect=transport.timeout.connect, read=silence_timeout)
     async with aconnect_sse(
-        transport.http,
+        transport.stream_http,
         "GET",
         str(url),
         params={"logs": "1" if logs else "0"},

@@ -39,6 +39,17 @@ class Job:
     ran: bool = False  # a runner picked it up (cancelled-while-queued jobs never run)
     timeline: list[tuple[str, float]] = field(default_factory=list)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set at this job's next change (its state, logs or queue position). Take it before
+        reading the job, then wait on it, and no change can slip in between."""
+        return self._event
+
+    def touch(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
 
     @property
     def key(self) -> tuple[int, int]:
@@ -57,6 +68,7 @@ class JobQueue:
     def __init__(self, concurrency: int) -> None:
         self._concurrency = concurrency
         self._waiting: list[tuple[int, int]] = []  # keys of IN_QUEUE jobs, sorted
+        self._by_key: dict[tuple[int, int], Job] = {}
         self._ready: dict[tuple[int, int], asyncio.Future[None]] = {}
         self.running = 0
 
@@ -77,11 +89,18 @@ class JobQueue:
 
     def enqueue(self, job: Job) -> None:
         bisect.insort(self._waiting, job.key)
+        self._by_key[job.key] = job
+        for key in self._waiting[bisect.bisect_right(self._waiting, job.key) :]:
+            self._by_key[key].touch()  # a low-priority request may have been overtaken
 
     def leave(self, job: Job) -> None:
         index = bisect.bisect_left(self._waiting, job.key)
         if index < len(self._waiting) and self._waiting[index] == job.key:
             del self._waiting[index]
+            del self._by_key[job.key]
+            # Everyone behind moved up one place: only they need to hear about it.
+            for key in self._waiting[index:]:
+                self._by_key[key].touch()
 
     def position(self, job: Job) -> int:
         """How many queued requests are ahead (0-based)."""

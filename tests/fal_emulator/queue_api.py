@@ -261,7 +261,7 @@ async def stream(
         sent = 0
         last: tuple[Any, ...] | None = None
         while True:
-            changed = emu.changed  # taken before the snapshot, so no change slips between
+            changed = job.changed  # taken before the snapshot, so no change slips between
             snapshot = _snapshot(emu, job)
             if snapshot != last:
                 if emu.sse_drop_after is not None and sent >= emu.sse_drop_after:

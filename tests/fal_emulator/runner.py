@@ -60,7 +60,7 @@ def start_job(
     emu.jobs[job.request_id] = job
     emu.queue.enqueue(job)
     job.task = asyncio.create_task(_run(emu, job), name=f"fal-emulator-job-{job.request_id}")
-    emu.notify()
+    emu.job_changed(job)
     return job
 
 
@@ -112,19 +112,23 @@ async def _work(emu: FalEmulator, job: Job) -> None:
     job.ran = True
     job.timeline.append((IN_PROGRESS, job.started_at))
     _log(job, "Loading LoRA weights")
-    emu.notify()
+    emu.job_changed(job)
     run_time = emu.run_time
-    failure = None
     if emu.runner_failure_rate > 0 and emu.rng.random() < emu.runner_failure_rate:
-        failure = emu.runner_failure_type
-    await asyncio.sleep(run_time / 2)
-    _log(job, "Generating image...")
-    emu.notify()
-    await asyncio.sleep(run_time / 2)
-    if failure is not None:
-        fail(emu, job, failure)
+        await asyncio.sleep(run_time)
+        fail(emu, job, emu.runner_failure_type)
         return
-    status, body, headers = await produce(emu, job, run_time)
+    # The output is made while the run time elapses, as a real runner works during it; the
+    # completion itself is then only a state change, so its timing is what clients observe.
+    output = asyncio.create_task(produce(emu, job, run_time))
+    try:
+        await asyncio.sleep(run_time / 2)
+        _log(job, "Generating image...")
+        emu.job_changed(job)
+        await asyncio.sleep(run_time / 2)
+        status, body, headers = await output
+    finally:
+        output.cancel()
     _log(job, "Done.")
     complete(emu, job, status, body, headers, metrics={"inference_time": run_time})
 
@@ -144,7 +148,7 @@ def complete(
     job.result_headers = headers
     job.metrics = metrics
     job.timeline.append((COMPLETED, job.completed_at))
-    emu.notify()
+    emu.job_changed(job)
 
 
 def fail(emu: FalEmulator, job: Job, error_type: str, *, user_timeout: bool = False) -> None:

@@ -261,6 +261,10 @@ class FalEmulator:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def job_changed(self, job: Job) -> None:
+        job.touch()
+        self.notify()
+
     @property
     def changed(self) -> asyncio.Event:
         """An event set at the next change of any job or the next request."""
