@@ -312,3 +312,24 @@ async def test_nothing_logged_or_raised_contains_the_key(
     assert errors  # the runner failures at least
     assert secret not in caplog.text
     assert all(secret not in text for text in errors)
+
+
+@pytest.mark.parametrize("use_stream", [True, False], ids=["sse", "polling"])
+async def test_watch_with_logs_yields_each_log_line_once(
+    fal_emulator: FalEmulator, use_stream: bool
+) -> None:
+    from dataclasses import replace
+
+    from tests.fal_emulator.fixtures import FAST_POLL
+
+    fal_emulator.run_time = 0.1
+    poll = replace(FAST_POLL, use_stream=use_stream, running_max=0.01)
+    async with make_fal_client(fal_emulator, poll=poll) as client:
+        handle, _ = await client.submit(edit(png_uri()))
+        messages = [
+            entry.message
+            async for status in client.watch(handle, logs=True)
+            for entry in status.logs or []
+        ]
+    # fal's log window repeats earlier lines in every answer; the watcher drops repeats.
+    assert messages == ["Loading LoRA weights", "Generating image...", "Done."]

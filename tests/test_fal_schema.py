@@ -230,3 +230,39 @@ def test_pricing_follows_the_published_rate() -> None:
     )
     with pytest.raises(ValueError):
         estimate_cost_usd(1, 0, 512, 1)
+
+
+def test_the_key_only_goes_to_fal_hosts_and_the_configured_bases() -> None:
+    import httpx
+
+    from client.errors import FalProtocolError
+    from client.transport import FalTransport
+
+    async_client = httpx.AsyncClient()
+    transport = FalTransport(
+        async_client,
+        async_client,
+        "keyid123:secretvalue",
+        key_origins=["http://127.0.0.1:8000", "https://rest.example.test"],
+        retry=RetryPolicy(),
+        timeout=httpx.Timeout(1.0),
+    )
+    allowed = [
+        "http://127.0.0.1:8000/fal-ai/flux-2/requests/x/status",
+        "https://rest.example.test/storage/auth/token",
+        "https://queue.fal.run/fal-ai/flux-2/requests/x",
+        "https://queue.falrun.com/fal-ai/flux-2/requests/x",
+        "https://rest.fal.ai/storage/upload/initiate",
+    ]
+    refused = [
+        "http://127.0.0.1:8001/x",  # another port: another host
+        "http://queue.fal.run/x",  # fal, but not over TLS
+        "https://v3.fal.media/files/x.png",  # media host
+        "https://fal.run.evil.test/x",
+        "https://evilfal.run/x",
+    ]
+    assert all(transport.may_send_key(httpx.URL(url)) for url in allowed)
+    assert not any(transport.may_send_key(httpx.URL(url)) for url in refused)
+    with pytest.raises(FalProtocolError):
+        transport.key_headers(httpx.URL(refused[0]))
+    assert transport.redact("oops keyid123:secretvalue and secretvalue") == "oops *** and ***"
