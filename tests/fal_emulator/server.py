@@ -461,9 +461,4 @@ def job_summary(job: Job) -> dict[str, Any]:
     }
 
 
-def requests_by_route(requests: Iterable[RecordedRequest]) -> dict[str, int]:
-    counts: dict[str, int] = collections.Counter(record.route for record in requests)
-    return dict(counts)
-
-
 __all__ = ["REQUEST_ERRORS", "FalEmulator", "RecordedRequest", "StoredFile"]
