@@ -287,6 +287,10 @@ class FalClient:
             raise FalError("refusing to upload an empty file")
         return await self._uploader.upload(data, content_type, file_name)
 
+    async def check_key(self) -> None:
+        """Raise FalAuthError / FalAccountLocked when the key can't be used (costs nothing)."""
+        await self._uploader.check_key()
+
     async def download(self, url: str, *, max_bytes: int) -> bytes:
         """The bytes of a result image (CDN URL or data URI), at most `max_bytes`."""
         return await media.download(self._transport, url, max_bytes=max_bytes)

@@ -52,9 +52,9 @@ class Uploader:
             log.info("fal upload via CDN v3 failed (%s); falling back to initiate + PUT", error)
         return await self._upload_initiate(data, content_type, file_name)
 
-    async def _cdn_token(self) -> str:
+    async def _cdn_token(self, *, fresh: bool = False) -> str:
         async with self._token_lock:
-            if self._token is not None and time.time() < self._token.valid_until:
+            if not fresh and self._token is not None and time.time() < self._token.valid_until:
                 return self._token.header
             response = await self._transport.send(
                 "upload_token",
@@ -73,6 +73,10 @@ class Uploader:
                 raise FalProtocolError("fal sent a storage token without a valid expiry") from error
             self._token = _CachedToken(f"{token.token_type} {token.token}", valid_until)
             return self._token.header
+
+    async def check_key(self) -> None:
+        """One authenticated call that creates nothing billable: a fresh storage token."""
+        await self._cdn_token(fresh=True)
 
     async def _upload_v3(self, data: bytes, content_type: str, file_name: str) -> str:
         token = await self._cdn_token()

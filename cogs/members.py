@@ -37,7 +37,7 @@ class Members(commands.Cog):
             return
         storage = self.bot.storage
         settings = await storage.settings.effective(who.guild_id, who.channel_id)
-        limits = quota_limits(settings, who)
+        limits = quota_limits(settings.guild, who)
         usage = await storage.quotas.usage(who.guild_id, who.user_id, limits.window_seconds)
         hours = f"{limits.window_seconds / 3600:g} h"
         lines = []
@@ -57,7 +57,7 @@ class Members(commands.Cog):
         lines.append(f"Edits running: {usage.in_flight}{flight}.")
         if await is_bot_manager(interaction):
             spent = await storage.quotas.guild_spend(who.guild_id)
-            cap = settings.monthly_budget_usd
+            cap = settings.guild.monthly_budget_usd
             budget = f" of ${cap:,.2f}" if cap else " (no cap)"
             lines.append(f"Server spend this month: ${spent:,.2f}{budget}.")
         await reply(interaction, "\n".join(lines))

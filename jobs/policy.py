@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from storage.models import GuildSettings, QuotaLimits
+from storage.models import EffectiveSettings, GuildSettings, QuotaLimits
 
 from jobs.errors import Refused
 
@@ -43,11 +43,9 @@ def quota_limits(settings: GuildSettings, who: Requester) -> QuotaLimits:
     )
 
 
-def check_channel(settings: GuildSettings, channel_id: int) -> None:
-    rules = settings.channel_rules
-    rule = rules.get(channel_id)
-    allowed = [cid for cid, r in rules.items() if r == "allow"]
-    if rule == "deny" or (allowed and rule != "allow"):
+def check_channel(settings: EffectiveSettings) -> None:
+    if not settings.channel_allowed:
+        allowed = [cid for cid, r in settings.guild.channel_rules.items() if r == "allow"]
         where = ", ".join(f"<#{cid}>" for cid in allowed[:5])
         hint = f" Try {where}." if where else ""
         raise Refused(f"Edits are turned off in this channel.{hint}")

@@ -261,7 +261,7 @@ class JobService:
         loras: list[RecipeLora] | None = None,
     ) -> EditRequest:
         settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
-        check_channel(settings, who.channel_id)
+        check_channel(settings)
         if loras is None:
             loras = await self.resolve_loras(who, [(p.name, p.scale) for p in options.loras])
         return build_request(
@@ -278,8 +278,8 @@ class JobService:
     async def check_allowed(self, who: Requester) -> None:
         """Channel rules and the member's quota, before anything is downloaded or uploaded."""
         settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
-        check_channel(settings, who.channel_id)
-        limits = quota_limits(settings, who)
+        check_channel(settings)
+        limits = quota_limits(settings.guild, who)
         refusal = await self.storage.jobs.precheck(
             who.guild_id, who.user_id, limits, now=self._now()
         )
@@ -299,8 +299,8 @@ class JobService:
     ) -> Job:
         """Reserve quota and write the job atomically, show its status, start driving it."""
         settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
-        check_channel(settings, who.channel_id)
-        limits = quota_limits(settings, who)
+        check_channel(settings)
+        limits = quota_limits(settings.guild, who)
         now = self._now()
         cost = estimate_cost_usd(len(request.inputs), request.width, request.height, request.count)
         outcome = await self.storage.jobs.admit(
@@ -369,7 +369,7 @@ class JobService:
         if (
             settings.rerun_policy == "requester"
             and parent.user_id != who.user_id
-            and not is_manager(settings, who)
+            and not is_manager(settings.guild, who)
         ):
             raise NotAllowed("On this server only the member who made an edit can rerun it.")
         old = EditRequest.model_validate(parent.request)
