@@ -28,16 +28,22 @@ from .models import MemberUsage, QuotaLimits, Refusal, Usage
 # Rows that still count against a member: reserved or committed, and not forgiven by an admin.
 _COUNTED = "state <> 'refunded' AND forgiven = 0"
 
-_ADMISSION_FIGURES = f"""
-SELECT
-    (SELECT COALESCE(SUM(images), 0) FROM quota_ledger
+# Each figure is computed only when its limit applies: an exempt member's window or an
+# uncapped server's month is never summed on the hot path.
+_WINDOW_USED = f"""(SELECT COALESCE(SUM(images), 0) FROM quota_ledger
       WHERE guild_id = :guild AND user_id = :user AND created_at > :window_start
-        AND {_COUNTED}) AS window_used,
-    (SELECT COUNT(*) FROM quota_ledger
-      WHERE guild_id = :guild AND user_id = :user AND state = 'reserved') AS in_flight,
-    (SELECT COALESCE(SUM(micro_usd), 0) FROM guild_spend
-      WHERE guild_id = :guild AND month = :month) AS month_spend
-"""
+        AND {_COUNTED})"""
+_IN_FLIGHT = """(SELECT COUNT(*) FROM quota_ledger
+      WHERE guild_id = :guild AND user_id = :user AND state = 'reserved')"""
+_MONTH_SPEND = """(SELECT COALESCE(SUM(micro_usd), 0) FROM guild_spend
+      WHERE guild_id = :guild AND month = :month)"""
+
+
+def _figures_sql(limits: QuotaLimits) -> str:
+    window = _WINDOW_USED if limits.images_per_window is not None else "0"
+    in_flight = _IN_FLIGHT if limits.max_in_flight is not None else "0"
+    spend = _MONTH_SPEND if limits.monthly_budget_usd else "0"
+    return f"SELECT {window} AS window_used, {in_flight} AS in_flight, {spend} AS month_spend"
 
 
 def check_admission(
@@ -54,7 +60,7 @@ def check_admission(
     window_us = limits.window_seconds * MICROS_PER_SECOND
     now_us = to_us(now)
     figures = conn.execute(
-        _ADMISSION_FIGURES,
+        _figures_sql(limits),
         {
             "guild": guild_id,
             "user": user_id,
@@ -119,7 +125,7 @@ def _frees_enough_at(
     rows = conn.execute(
         f"""SELECT images, created_at FROM quota_ledger
              WHERE guild_id = ? AND user_id = ? AND created_at > ? AND {_COUNTED}
-             ORDER BY created_at, id""",
+             ORDER BY created_at, job_id""",
         (guild_id, user_id, now_us - window_us),
     ).fetchall()
     freed = 0

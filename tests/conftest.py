@@ -1,3 +1,3 @@
 """Shared pytest configuration. Emulator fixtures live in their own plugin modules."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.storage_fixtures"]

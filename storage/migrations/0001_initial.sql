@@ -70,21 +70,22 @@ CREATE TABLE jobs (
     finished_at        INTEGER
 );
 -- Partial indexes stay small: only live jobs, only jobs that have a result message or parent.
-CREATE INDEX jobs_unfinished ON jobs (guild_id)
-    WHERE state IN ('admitted', 'submitted', 'completed');
+-- The IN list must read exactly like the queries' (alphabetical) for SQLite to use the index.
+CREATE INDEX jobs_unfinished ON jobs (state)
+    WHERE state IN ('admitted', 'completed', 'submitted');
 CREATE UNIQUE INDEX jobs_by_result_message ON jobs (result_message_id)
     WHERE result_message_id IS NOT NULL;
 CREATE INDEX jobs_by_parent ON jobs (parent_job_id) WHERE parent_job_id IS NOT NULL;
 CREATE INDEX jobs_by_member ON jobs (guild_id, user_id, id);
 
--- One row per reservation. reserved → committed (delivered) or refunded (failed, cancelled,
--- expired). "forgiven" rows were reset by an admin: they no longer count in the rolling
--- window but still count as money spent.
+-- One reservation per job, keyed by it. reserved → committed (delivered) or refunded
+-- (failed, cancelled, expired). "forgiven" rows were reset by an admin: they no longer count
+-- in the rolling window but still count as money spent. No ON DELETE action: whoever prunes
+-- old jobs must decide what happens to the accounting first.
 CREATE TABLE quota_ledger (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id         INTEGER PRIMARY KEY REFERENCES jobs (id),
     guild_id       INTEGER NOT NULL,
     user_id        INTEGER NOT NULL,
-    job_id         INTEGER UNIQUE REFERENCES jobs (id) ON DELETE SET NULL,
     images         INTEGER NOT NULL CHECK (images > 0),
     cost_micro_usd INTEGER NOT NULL CHECK (cost_micro_usd >= 0),
     state          TEXT    NOT NULL CHECK (state IN ('reserved', 'committed', 'refunded')),
