@@ -2,6 +2,7 @@
 
 from .database import Storage
 from .errors import (
+    DatabaseError,
     DuplicateName,
     IllegalTransition,
     JobNotFound,
@@ -10,6 +11,7 @@ from .errors import (
     MigrationError,
     NotFoundError,
     SchemaTooNewError,
+    StorageBusyError,
     StorageClosedError,
     StorageError,
 )
@@ -38,6 +40,7 @@ __all__ = [
     "TERMINAL_STATES",
     "UNFINISHED_STATES",
     "ChannelSettings",
+    "DatabaseError",
     "DuplicateName",
     "EffectiveSettings",
     "GuildSettings",
@@ -57,6 +60,7 @@ __all__ = [
     "Refusal",
     "SchemaTooNewError",
     "Storage",
+    "StorageBusyError",
     "StorageClosedError",
     "StorageError",
     "StoredInput",

@@ -27,7 +27,7 @@ from typing import Literal, TypeVar, cast
 
 import aiosqlite
 
-from .errors import StorageClosedError
+from .errors import DatabaseError, StorageBusyError, StorageClosedError
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,11 @@ Synchronous = Literal["NORMAL", "FULL"]
 class Connection:
     """The single connection storage/ uses; see the module docstring for why it looks so."""
 
-    def __init__(self, aio: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, aio: aiosqlite.Connection, path: Path, busy_timeout: float) -> None:
         self._aio = aio
         self._raw: sqlite3.Connection = aio._conn  # owned by aiosqlite's thread; used only there
         self.path = path
+        self._busy_timeout = busy_timeout
         self._closed = False
 
     @classmethod
@@ -50,7 +51,7 @@ class Connection:
         # isolation_level=None: the sqlite3 module must not open transactions behind our back.
         aio = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
         try:
-            conn = cls(aio, path)
+            conn = cls(aio, path, busy_timeout)
             await conn.run(partial(_configure, busy_timeout=busy_timeout, synchronous=synchronous))
         except BaseException:
             await aio.close()
@@ -61,7 +62,17 @@ class Connection:
         """Run `work(conn)` on the connection's thread with nothing else in between."""
         if self._closed:
             raise StorageClosedError("storage is closed")
-        result = await self._aio._execute(work, self._raw)  # type: ignore[no-untyped-call]
+        try:
+            result = await self._aio._execute(work, self._raw)  # type: ignore[no-untyped-call]
+        except sqlite3.OperationalError as error:
+            if _is_busy(error):
+                raise StorageBusyError(
+                    f"the database at {self.path} stayed locked by another connection for over "
+                    f"{self._busy_timeout:g} s"
+                ) from error
+            raise DatabaseError(f"database error: {error}") from error
+        except sqlite3.Error as error:
+            raise DatabaseError(f"database error: {error}") from error
         return cast(T, result)
 
     async def write(self, work: Work[T]) -> T:
@@ -77,6 +88,13 @@ class Connection:
             return
         self._closed = True
         await self._aio.close()
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(error) or "busy" in str(error)
 
 
 def _configure(conn: sqlite3.Connection, *, busy_timeout: float, synchronous: Synchronous) -> None:

@@ -27,6 +27,14 @@ class StorageClosedError(StorageError):
     """The storage was used after close()."""
 
 
+class StorageBusyError(StorageError):
+    """Another connection held the write lock for longer than the busy timeout."""
+
+
+class DatabaseError(StorageError):
+    """SQLite failed (disk full, I/O error, corrupt file…); the transaction was rolled back."""
+
+
 class NotFoundError(StorageError):
     """The thing asked for does not exist."""
 

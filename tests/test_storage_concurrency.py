@@ -21,6 +21,7 @@ from storage import (
     QuotaLimits,
     Refusal,
     Storage,
+    StorageBusyError,
 )
 from storage.clock import from_us, month_key
 from tests.storage_fixtures import T0, limits, make_job
@@ -245,3 +246,16 @@ async def test_sigkill_inside_a_transaction_leaves_no_trace_of_it(db_path: Path)
         for table, column in (("jobs", "id"), ("quota_ledger", "job_id")):
             found = conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (stalled,))
             assert found.fetchone() is None, f"half-written job {stalled} in {table}"
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_a_typed_error(db_path: Path) -> None:
+    storage = await Storage.open(db_path, busy_timeout=0.2)
+    try:
+        with closing(sqlite3.connect(db_path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+            with pytest.raises(StorageBusyError, match=r"stayed locked .* over 0\.2 s"):
+                await storage.jobs.admit(make_job(), limits(10), now=T0)
+            other.execute("ROLLBACK")
+        assert isinstance(await storage.jobs.admit(make_job(), limits(10), now=T0), Job)
+    finally:
+        await storage.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import MigrationError, SchemaTooNewError, Storage, StorageClosedError
+from storage import DatabaseError, MigrationError, SchemaTooNewError, Storage, StorageClosedError
 from storage.schema import Migration, load_migrations, split_statements
 
 REPO = Path(__file__).resolve().parent.parent
@@ -229,3 +229,14 @@ def test_subprocess_can_import_storage() -> None:
         check=True,
     )
     assert Path(done.stdout.strip()).is_relative_to(REPO)
+
+
+def write_garbage(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not a database" * 200)
+
+
+async def test_a_file_that_is_not_a_database_is_a_typed_error(db_path: Path) -> None:
+    write_garbage(db_path)
+    with pytest.raises(DatabaseError, match="not a database"):
+        await Storage.open(db_path)
