@@ -77,10 +77,11 @@ async def reserve_then_commit(
     storage: Storage, count: int, tasks: int, offset: int = 0, barrier: Barrier | None = None
 ) -> Phases:
     now = datetime.now(UTC)
+    requests = [new_job(offset + index, now) for index in range(count)]  # the caller's work
     jobs: list[Job] = []
 
     async def reserve(index: int) -> None:
-        outcome = await storage.jobs.admit(new_job(offset + index, now), LIMITS)
+        outcome = await storage.jobs.admit(requests[index], LIMITS)
         if not isinstance(outcome, Job):
             raise RuntimeError(f"benchmark admission refused: {outcome}")
         jobs.append(outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import logging
 import sqlite3
@@ -40,6 +41,25 @@ def _sql_states(states: Iterable[JobState]) -> str:
 
 
 _UNFINISHED_SQL = _sql_states(UNFINISHED_STATES)
+_SOURCES = {
+    target: frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if target in targets)
+    for target in JobState
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _update_sql(target: JobState, columns: tuple[str, ...], sources: frozenset[JobState]) -> str:
+    """The guarded UPDATE for one kind of transition; only legal source states match."""
+    assignments = [f"state = '{target.value}'", "updated_at = :now"]
+    assignments += [f"{column} = :{column}" for column in columns]
+    if target in _STAMPS:
+        assignments.append(f"{_STAMPS[target]} = :now")
+    if target in TERMINAL_STATES:
+        assignments.append("finished_at = :now")
+    return (
+        f"UPDATE jobs SET {', '.join(assignments)} "
+        f"WHERE id = :id AND state IN ({_sql_states(sources)}) RETURNING *"
+    )
 
 
 def _dumps(value: Any) -> str:
@@ -188,27 +208,18 @@ class JobRepository:
         if unknown:
             raise TypeError(f"transition() cannot set {sorted(unknown)}")
         moment = utc(now)
-        sources = {state for state, targets in ALLOWED_TRANSITIONS.items() if target in targets}
+        sources = _SOURCES[target]
         if expect is not None:
-            sources &= {JobState(state) for state in expect}
-        params: dict[str, Any] = {"id": job_id, "to": target.value, "now": to_us(moment)}
-        assignments = ["state = :to", "updated_at = :now"]
+            sources &= frozenset(JobState(state) for state in expect)
+        params: dict[str, Any] = {"id": job_id, "now": to_us(moment)}
         for column, value in fields.items():
             params[column] = (
                 _dumps(value) if column in _JSON_FIELDS and value is not None else value
             )
-            assignments.append(f"{column} = :{column}")
-        if target in _STAMPS:
-            assignments.append(f"{_STAMPS[target]} = :now")
-        if target in TERMINAL_STATES:
-            assignments.append("finished_at = :now")
-        update = (
-            f"UPDATE jobs SET {', '.join(assignments)} "
-            f"WHERE id = :id AND state IN ({_sql_states(sources)}) RETURNING *"
-        )
+        update = _update_sql(target, tuple(fields), sources) if sources else None
 
         def work(conn: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
-            row = conn.execute(update, params).fetchone() if sources else None
+            row = conn.execute(update, params).fetchone() if update else None
             if row is None:
                 current = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
                 if current is None:
