@@ -1,0 +1,84 @@
+"""`Storage`: opens the SQLite file, brings its schema up to date, holds the repositories."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+
+from . import schema
+from .connection import Connection, Synchronous
+from .inputs import InputRepository
+from .jobs import JobRepository
+from .loras import LoraRepository
+from .quotas import QuotaRepository
+from .settings import SettingsRepository
+
+log = logging.getLogger(__name__)
+
+
+class Storage:
+    """Everything the bot keeps: one SQLite file, one connection, five repositories."""
+
+    def __init__(self, conn: Connection, schema_version: int) -> None:
+        self._conn = conn
+        self.path = conn.path
+        self.schema_version = schema_version
+        self.loras = LoraRepository(conn)
+        self.jobs = JobRepository(conn)
+        self.quotas = QuotaRepository(conn)
+        self.settings = SettingsRepository(conn)
+        self.inputs = InputRepository(conn)
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: Synchronous = "NORMAL",
+        migrations: Sequence[schema.Migration] | None = None,
+    ) -> Storage:
+        """Open (creating if needed) the database and apply pending migrations.
+
+        Raises SchemaTooNewError, before changing anything, when the file was written by a
+        newer bot. `synchronous="FULL"` also survives power loss, at some write speed;
+        `migrations` replaces the packaged ones (tests and tools).
+        """
+        file = Path(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        known = schema.load_migrations() if migrations is None else tuple(migrations)
+        conn = await Connection.open(file, busy_timeout=busy_timeout, synchronous=synchronous)
+        try:
+            version = await _migrate(conn, known)
+        except BaseException:
+            await conn.close()
+            raise
+        log.info("storage open at %s, schema %d", file, version)
+        return cls(conn, version)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def _migrate(conn: Connection, migrations: Sequence[schema.Migration]) -> int:
+    # Refuse a newer database before writing anything to it.
+    version = await conn.read(schema.read_version)
+    schema.check_not_too_new(version, migrations)
+    for migration in schema.pending(migrations, version):
+        if await conn.write(partial(schema.apply_step, migration, migrations)):
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+    return await conn.read(schema.read_version)

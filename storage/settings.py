@@ -1,0 +1,168 @@
+"""Server settings, per-channel overrides, and a small key/value store for the bot itself."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+from .clock import to_us, utc
+from .connection import Connection
+from .models import ChannelSettings, EffectiveSettings, GuildSettings
+
+T = TypeVar("T")
+
+
+def _guild(text: str | None) -> GuildSettings:
+    return GuildSettings() if text is None else GuildSettings.model_validate_json(text)
+
+
+def _channel(text: str | None) -> ChannelSettings:
+    return ChannelSettings() if text is None else ChannelSettings.model_validate_json(text)
+
+
+def _save_guild(conn: sqlite3.Connection, guild_id: int, settings: GuildSettings, at: int) -> None:
+    conn.execute(
+        """INSERT INTO guild_settings (guild_id, settings, updated_at) VALUES (?, ?, ?)
+           ON CONFLICT (guild_id)
+           DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at""",
+        (guild_id, settings.model_dump_json(), at),
+    )
+
+
+def _first(override: T | None, default: T) -> T:
+    return default if override is None else override
+
+
+def resolve(
+    guild_id: int, channel_id: int, guild: GuildSettings, channel: ChannelSettings
+) -> EffectiveSettings:
+    """What applies in one channel: its overrides where set, the server's settings elsewhere."""
+    return EffectiveSettings(
+        guild_id=guild_id,
+        channel_id=channel_id,
+        channel_allowed=guild.channel_allowed(channel_id),
+        nsfw_policy=_first(channel.nsfw_policy, guild.nsfw_policy),
+        rerun_policy=_first(channel.rerun_policy, guild.rerun_policy),
+        max_images_per_job=_first(channel.max_images_per_job, guild.max_images_per_job),
+        max_steps=_first(channel.max_steps, guild.max_steps),
+        guild=guild,
+        channel=channel,
+    )
+
+
+class SettingsRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def get(self, guild_id: int) -> GuildSettings:
+        """The server's settings; defaults when it never saved any."""
+
+        def work(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return _guild(await self._conn.read(work))
+
+    async def save(
+        self, guild_id: int, settings: GuildSettings, *, now: datetime | None = None
+    ) -> None:
+        stamp = to_us(utc(now))
+        await self._conn.write(lambda conn: _save_guild(conn, guild_id, settings, stamp))
+
+    async def update(
+        self,
+        guild_id: int,
+        change: Callable[[GuildSettings], GuildSettings],
+        *,
+        now: datetime | None = None,
+    ) -> GuildSettings:
+        """Read, change and save in one transaction, so two admins never undo each other.
+        `change` must be a quick pure function (it runs inside the transaction)."""
+        stamp = to_us(utc(now))
+
+        def work(conn: sqlite3.Connection) -> GuildSettings:
+            row = conn.execute(
+                "SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,)
+            ).fetchone()
+            changed = GuildSettings.model_validate(
+                change(_guild(None if row is None else str(row[0]))).model_dump()
+            )
+            _save_guild(conn, guild_id, changed, stamp)
+            return changed
+
+        return await self._conn.write(work)
+
+    async def get_channel(self, guild_id: int, channel_id: int) -> ChannelSettings:
+        def work(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT settings FROM channel_settings WHERE guild_id = ? AND channel_id = ?",
+                (guild_id, channel_id),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return _channel(await self._conn.read(work))
+
+    async def save_channel(
+        self,
+        guild_id: int,
+        channel_id: int,
+        settings: ChannelSettings,
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        """Store the channel's overrides; all-None overrides delete the row."""
+        stamp = to_us(utc(now))
+
+        def work(conn: sqlite3.Connection) -> None:
+            if settings == ChannelSettings():
+                conn.execute(
+                    "DELETE FROM channel_settings WHERE guild_id = ? AND channel_id = ?",
+                    (guild_id, channel_id),
+                )
+                return
+            conn.execute(
+                """INSERT INTO channel_settings (guild_id, channel_id, settings, updated_at)
+                   VALUES (?, ?, ?, ?)
+                   ON CONFLICT (guild_id, channel_id)
+                   DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at""",
+                (guild_id, channel_id, settings.model_dump_json(), stamp),
+            )
+
+        await self._conn.write(work)
+
+    async def effective(self, guild_id: int, channel_id: int) -> EffectiveSettings:
+        """Server settings with the channel's overrides applied, read in one statement.
+        Pass a thread's parent channel: rules and overrides are set on channels."""
+
+        def work(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
+            row = conn.execute(
+                """SELECT (SELECT settings FROM guild_settings WHERE guild_id = :guild),
+                          (SELECT settings FROM channel_settings
+                            WHERE guild_id = :guild AND channel_id = :channel)""",
+                {"guild": guild_id, "channel": channel_id},
+            ).fetchone()
+            return row[0], row[1]
+
+        guild_text, channel_text = await self._conn.read(work)
+        return resolve(guild_id, channel_id, _guild(guild_text), _channel(channel_text))
+
+    async def get_meta(self, key: str) -> str | None:
+        def work(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._conn.read(work)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                """INSERT INTO meta (key, value) VALUES (?, ?)
+                   ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
+                (key, value),
+            )
+
+        await self._conn.write(work)

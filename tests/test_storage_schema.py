@@ -1,0 +1,242 @@
+"""Opening the database: pragmas, migrations, version checks."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from storage import DatabaseError, MigrationError, SchemaTooNewError, Storage, StorageClosedError
+from storage.schema import Migration, load_migrations, split_statements
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def raw(path: Path) -> closing[sqlite3.Connection]:
+    return closing(sqlite3.connect(path, isolation_level=None))
+
+
+def tables(path: Path) -> set[str]:
+    with raw(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {row[0] for row in rows}
+
+
+def file_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def versions(path: Path) -> list[int]:
+    with raw(path) as conn:
+        return [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+
+
+async def test_fresh_open_creates_parent_dir_schema_and_records_version(db_path: Path) -> None:
+    assert not db_path.parent.exists()
+    storage = await Storage.open(db_path)
+    await storage.close()
+
+    latest = load_migrations()[-1].version
+    assert storage.schema_version == latest
+    assert versions(db_path) == list(range(1, latest + 1))
+    assert {"loras", "lora_changes", "jobs", "quota_ledger", "guild_spend"} <= tables(db_path)
+    with raw(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_connection_pragmas(storage: Storage) -> None:
+    def pragmas(conn: sqlite3.Connection) -> tuple[int, int, int]:
+        return (
+            conn.execute("PRAGMA foreign_keys").fetchone()[0],
+            conn.execute("PRAGMA busy_timeout").fetchone()[0],
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+        )
+
+    foreign_keys, busy_timeout, synchronous = await storage._conn.run(pragmas)
+    assert foreign_keys == 1
+    assert busy_timeout == 5000
+    assert synchronous == 1  # NORMAL
+
+
+async def test_reopen_is_idempotent_and_keeps_data(db_path: Path) -> None:
+    first = await Storage.open(db_path)
+    await first.settings.set_meta("command_hash", "abc")
+    await first.close()
+
+    second = await Storage.open(db_path)
+    try:
+        assert second.schema_version == first.schema_version
+        assert await second.settings.get_meta("command_hash") == "abc"
+    finally:
+        await second.close()
+    assert versions(db_path) == list(range(1, first.schema_version + 1))
+
+
+async def test_newer_database_is_refused_before_anything_is_written(db_path: Path) -> None:
+    storage = await Storage.open(db_path)
+    code_version = storage.schema_version
+    await storage.close()
+    with raw(db_path) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 0)",
+            (code_version + 2,),
+        )
+    before = file_bytes(db_path)  # every connection is closed: no WAL left to checkpoint
+
+    with pytest.raises(SchemaTooNewError) as caught:
+        await Storage.open(db_path)
+
+    assert str(caught.value) == (
+        f"database schema {code_version + 2} is newer than this bot ({code_version}); "
+        "upgrade the bot or restore a backup"
+    )
+    assert caught.value.database_version == code_version + 2
+    assert file_bytes(db_path) == before
+
+
+async def test_upgrade_applies_only_missing_migrations_in_order(db_path: Path) -> None:
+    base = load_migrations()
+    extra = [
+        Migration(len(base) + 1, "add_a", ("CREATE TABLE a (x INTEGER);",)),
+        Migration(len(base) + 2, "add_b", ("CREATE TABLE b (y INTEGER REFERENCES a (x));",)),
+    ]
+    old = await Storage.open(db_path)
+    await old.close()
+
+    new = await Storage.open(db_path, migrations=[*base, *extra])
+    await new.close()
+
+    assert new.schema_version == len(base) + 2
+    assert {"a", "b"} <= tables(db_path)
+    assert versions(db_path) == list(range(1, len(base) + 3))
+
+
+async def test_failing_migration_rolls_back_whole_and_keeps_old_version(db_path: Path) -> None:
+    base = load_migrations()
+    broken = Migration(
+        len(base) + 1,
+        "broken",
+        ("CREATE TABLE half (x INTEGER);", "INSERT INTO no_such_table VALUES (1);"),
+    )
+    storage = await Storage.open(db_path)
+    await storage.close()
+
+    with pytest.raises(MigrationError, match="broken failed: no such table: no_such_table"):
+        await Storage.open(db_path, migrations=[*base, broken])
+
+    assert "half" not in tables(db_path)
+    assert versions(db_path) == [m.version for m in base]
+    reopened = await Storage.open(db_path)  # the old code still opens it
+    await reopened.close()
+
+
+def test_split_statements_respects_strings_comments_and_triggers() -> None:
+    script = """
+        -- a comment; with a semicolon
+        CREATE TABLE t (x TEXT DEFAULT ';'); INSERT INTO t VALUES ('a;b');
+        CREATE TRIGGER tr AFTER INSERT ON t BEGIN
+            INSERT INTO t VALUES ('x'); INSERT INTO t VALUES ('y');
+        END;
+        -- trailing comment
+    """
+    statements = split_statements(script)
+    assert len(statements) == 3
+    assert statements[1] == "INSERT INTO t VALUES ('a;b');"
+    assert statements[2].startswith("CREATE TRIGGER") and statements[2].endswith("END;")
+
+
+def test_split_statements_rejects_unterminated_text() -> None:
+    with pytest.raises(MigrationError, match="text after the last ';'"):
+        split_statements("CREATE TABLE t (x INTEGER); CREATE TABLE u (y INTEGER)", source="x.sql")
+
+
+def test_migration_files_must_be_numbered_without_gaps(tmp_path: Path) -> None:
+    (tmp_path / "0001_first.sql").write_text("CREATE TABLE a (x INTEGER);")
+    (tmp_path / "0003_third.sql").write_text("CREATE TABLE c (x INTEGER);")
+    with pytest.raises(MigrationError, match="without gaps"):
+        load_migrations(tmp_path)
+    (tmp_path / "0003_third.sql").unlink()
+    (tmp_path / "2_bad.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match=r"not named NNNN_name\.sql"):
+        load_migrations(tmp_path)
+
+
+async def test_use_after_close_raises_a_typed_error(db_path: Path) -> None:
+    storage = await Storage.open(db_path)
+    await storage.close()
+    await storage.close()  # closing twice is harmless
+    with pytest.raises(StorageClosedError):
+        await storage.settings.get_meta("x")
+
+
+async def test_async_context_manager_closes(db_path: Path) -> None:
+    async with await Storage.open(db_path) as storage:
+        await storage.settings.set_meta("k", "v")
+    with pytest.raises(StorageClosedError):
+        await storage.settings.get_meta("k")
+
+
+OPEN_AND_REPORT = """
+import asyncio, sys
+from storage import Storage
+
+async def main() -> None:
+    storage = await Storage.open(sys.argv[1])
+    print(storage.schema_version)
+    await storage.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_processes_opening_a_new_file_at_once_apply_each_migration_once(
+    db_path: Path,
+) -> None:
+    async def open_in_process() -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            OPEN_AND_REPORT,
+            str(db_path),
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
+        return out.decode().strip()
+
+    results = await asyncio.gather(*(open_in_process() for _ in range(4)))
+
+    latest = load_migrations()[-1].version
+    assert results == [str(latest)] * 4
+    assert versions(db_path) == list(range(1, latest + 1))
+
+
+def test_subprocess_can_import_storage() -> None:
+    # Guards the subprocess tests above: they must run against this checkout's storage/.
+    done = subprocess.run(
+        [sys.executable, "-c", "import storage, sys; print(storage.__file__)"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(done.stdout.strip()).is_relative_to(REPO)
+
+
+def write_garbage(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not a database" * 200)
+
+
+async def test_a_file_that_is_not_a_database_is_a_typed_error(db_path: Path) -> None:
+    write_garbage(db_path)
+    with pytest.raises(DatabaseError, match="not a database"):
+        await Storage.open(db_path)
