@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import discord
-from client.errors import FalAccountLocked, FalAuthError, FalError
-from client.fal import FalClient
 from discord.ext import commands
 from pydantic import (
     AnyHttpUrl,
@@ -27,6 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from client.errors import FalAccountLocked, FalAuthError, FalError
+from client.fal import FalClient
 from cogs.publisher import DiscordPublisher
 from cogs.views import DYNAMIC_ITEMS
 from jobs.service import JobConfig, JobService

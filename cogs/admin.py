@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import discord
 from discord import app_commands
 from discord.ext import commands
-from storage.models import GuildSettings
 
-from cogs.common import is_bot_manager, reply
+from cogs.common import MEMBER_FACING, is_bot_manager, member_text, reply
 from cogs.loras import ConfirmRemove, admin_lora_autocomplete, lora_card
 from cogs.views import CancelButton
-from jobs.errors import BadRequest, MemberError
+from jobs.errors import BadRequest
 from jobs.loras import check_description, check_name, check_path, check_scale, parse_triggers
 from jobs.refusals import discord_time
+from storage.models import GuildSettings
 
 if TYPE_CHECKING:
     from bot import FluxBot
@@ -90,8 +90,8 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
                 actor_id=interaction.user.id,
                 max_per_guild=self.bot.settings.max_loras_per_server,
             )
-        except MemberError as error:
-            await reply(interaction, str(error))
+        except MEMBER_FACING as error:
+            await reply(interaction, member_text(error))
             return
         await interaction.response.send_message(
             f"Added `{lora.name}`. Members can use it in `/edit` now.",
@@ -145,8 +145,8 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             lora = await self.bot.storage.loras.update(
                 interaction.guild_id, name.strip(), interaction.user.id, **changes
             )
-        except MemberError as error:
-            await reply(interaction, str(error))
+        except MEMBER_FACING as error:
+            await reply(interaction, member_text(error))
             return
         await interaction.response.send_message(
             f"Updated `{lora.name}` (version {lora.version}).",
@@ -160,10 +160,10 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         assert interaction.guild_id is not None
         try:
             lora = await self.bot.storage.loras.set_enabled(
-                interaction.guild_id, name.strip(), enabled, interaction.user.id
+                interaction.guild_id, name.strip(), enabled, actor_id=interaction.user.id
             )
-        except MemberError as error:
-            await reply(interaction, str(error))
+        except MEMBER_FACING as error:
+            await reply(interaction, member_text(error))
             return
         word = "enabled" if enabled else "disabled"
         await reply(interaction, f"`{lora.name}` is {word}.")

@@ -10,6 +10,21 @@ import discord
 
 from jobs.errors import MemberError
 from jobs.policy import Requester
+from storage.errors import DuplicateName, LoraLimitReached, LoraNotFound
+
+# Storage refusals an admin can act on; anything else is our bug and goes to the log.
+MEMBER_FACING = (MemberError, DuplicateName, LoraLimitReached, LoraNotFound)
+
+
+def member_text(error: BaseException) -> str:
+    if isinstance(error, DuplicateName):
+        return f"A LoRA named `{error.existing}` already exists here (names ignore case)."
+    if isinstance(error, LoraNotFound):
+        return f"This server has no LoRA named `{error.name[:40]}`."
+    if isinstance(error, LoraLimitReached):
+        return f"This server already has {error.limit} LoRAs, the most allowed; remove one first."
+    return str(error)
+
 
 if TYPE_CHECKING:
     from bot import FluxBot

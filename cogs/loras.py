@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 from discord.ext import commands
-from storage.models import Lora
 
-from cogs.common import channel_is_nsfw, flux_bot, is_bot_manager, reply
+from cogs.common import MEMBER_FACING, channel_is_nsfw, flux_bot, is_bot_manager, member_text, reply
 from cogs.edit import lora_autocomplete
 from cogs.render import quote_prompt
-from jobs.errors import MemberError
+from storage.models import Lora
 
 if TYPE_CHECKING:
     from bot import FluxBot
@@ -174,9 +173,11 @@ class ConfirmRemove(discord.ui.View):
     @discord.ui.button(label="Remove", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: discord.Interaction, _: discord.ui.Button[Any]) -> None:
         try:
-            await self.bot.storage.loras.remove(self.lora.guild_id, self.lora.name, self.actor_id)
-        except MemberError as error:
-            await interaction.response.edit_message(content=str(error), view=None)
+            await self.bot.storage.loras.remove(
+                self.lora.guild_id, self.lora.name, actor_id=self.actor_id
+            )
+        except MEMBER_FACING as error:
+            await interaction.response.edit_message(content=member_text(error), view=None)
             return
         await interaction.response.edit_message(content=f"Removed `{self.lora.name}`.", view=None)
         self.stop()

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 from discord.ext import commands
-from storage.models import TERMINAL_STATES, JobState
 
 from cogs.common import is_bot_manager, reply, requester_from
 from cogs.views import CancelButton
 from jobs.errors import MemberError
 from jobs.policy import quota_limits
 from jobs.refusals import discord_time
+from storage.models import TERMINAL_STATES, JobState
 
 if TYPE_CHECKING:
     from bot import FluxBot

@@ -22,10 +22,10 @@ RESULT_HANDLERS: dict[str, ButtonHandler] = {}
 class CancelButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:(?P<id>\d+):cancel"
 ):
-    def __init__(self, job_id: int) -> None:
+    def __init__(self, job_id: int, label: str = "Cancel") -> None:
         super().__init__(
             discord.ui.Button(
-                label="Cancel",
+                label=label,
                 style=discord.ButtonStyle.secondary,
                 custom_id=f"job:{job_id}:cancel",
             )

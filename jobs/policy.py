@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from storage.models import EffectiveSettings, GuildSettings, QuotaLimits
-
 from jobs.errors import Refused
+from storage.models import EffectiveSettings, GuildSettings, QuotaLimits
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@ import math
 import re
 from typing import Literal
 
-from client.schema import PRESET_DIMENSIONS, EditInput, ImageSize, LoraWeight
 from pydantic import BaseModel, Field
 
+from client.schema import PRESET_DIMENSIONS, EditInput, ImageSize, LoraWeight
 from jobs.errors import BadRequest
 
 Acceleration = Literal["none", "regular", "high"]
@@ -121,7 +121,7 @@ class EditRequest(BaseModel):
             guidance_scale=self.guidance,
             seed=self.seed,
             num_inference_steps=self.steps,
-            image_size=image_size,  # type: ignore[arg-type]
+            image_size=image_size,
             num_images=self.count,
             acceleration=self.acceleration,
             enable_prompt_expansion=self.expand_prompt,

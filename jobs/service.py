@@ -28,8 +28,6 @@ from client.errors import (
 from client.fal import FalClient, RequestHandle
 from client.pricing import estimate_cost_usd
 from client.schema import EditOutput, QueueStatus
-from storage.models import TERMINAL_STATES, Job, JobState, NewJob, Refusal
-
 from jobs.encode import fit_to_limit
 from jobs.errors import BadRequest, NotAllowed, NotFound, Refused
 from jobs.images import (
@@ -59,6 +57,15 @@ from jobs.publisher import (
 from jobs.refusals import describe_refusal
 from jobs.request import EditOptions, EditRequest, InputRef, RecipeLora, build_request
 from storage import Storage
+from storage.models import (
+    TERMINAL_STATES,
+    Job,
+    JobState,
+    NewJob,
+    QuotaLimits,
+    Refusal,
+    StoredInput,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +76,14 @@ MAX_RESULT_BYTES = 60 * 1024 * 1024
 class InputFile(Protocol):
     """An attachment the member gave; the cog adapts Discord's attachment to this."""
 
-    label: str
-    filename: str
-    size: int
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
 
     async def read(self) -> bytes: ...
 
@@ -197,8 +209,6 @@ class JobService:
             url = await self.fal.upload(
                 info.data, info.content_type, f"{info.sha256[:16]}.{info.extension}"
             )
-            from storage.models import StoredInput
-
             stored = StoredInput(
                 sha256=info.sha256,
                 url=url,
@@ -280,11 +290,45 @@ class JobService:
         settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
         check_channel(settings)
         limits = quota_limits(settings.guild, who)
-        refusal = await self.storage.jobs.precheck(
-            who.guild_id, who.user_id, limits, now=self._now()
-        )
+        refusal = await self._precheck(who, limits)
         if refusal is not None:
             raise Refused(describe_refusal(refusal, 1, limits))
+
+    async def _precheck(self, who: Requester, limits: QuotaLimits) -> Refusal | None:
+        """A non-binding look at the limits; admit() checks again atomically."""
+        now = self._now()
+        usage = await self.storage.quotas.usage(
+            who.guild_id, who.user_id, limits.window_seconds, now=now
+        )
+        cap = limits.images_per_window
+        if cap is not None and usage.images_used >= cap:
+            return Refusal(
+                kind="quota",
+                used=usage.images_used,
+                limit=cap,
+                requested=1,
+                next_free_at=usage.next_free_at,
+            )
+        if limits.max_in_flight is not None and usage.in_flight >= limits.max_in_flight:
+            return Refusal(
+                kind="in_flight",
+                used=usage.in_flight,
+                limit=limits.max_in_flight,
+                requested=1,
+                next_free_at=None,
+            )
+        budget = limits.monthly_budget_usd
+        if budget:
+            spent = await self.storage.quotas.guild_spend(who.guild_id, now=now)
+            if spent >= budget:
+                return Refusal(
+                    kind="budget",
+                    used=spent,
+                    limit=budget,
+                    requested=0,
+                    next_free_at=next_month(now),
+                )
+        return None
 
     def new_seed(self) -> int:
         return self._rng.randrange(0, 2**32)
@@ -794,6 +838,11 @@ class JobService:
                 "You were not charged; please try again."
             )
         return f"fal is unavailable right now ({error}). You were not charged; try again soon."
+
+
+def next_month(moment: datetime) -> datetime:
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC)
 
 
 def _fields(delivery: Delivery) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def build(**options: Any) -> Any:
     inputs = options.pop("_inputs", [INPUT])
     caps = {k: options.pop(k) for k in ("max_images", "max_steps") if k in options}
     return build_request(
-        EditOptions(prompt=options.pop("prompt", "make it clay"), **options),
+        EditOptions(prompt=options.pop("prompt", "turn it into a figure"), **options),
         inputs=inputs,
         loras=loras,
         seed=options.pop("seed", 42) if "seed" in options else 42,
@@ -44,7 +44,7 @@ def test_defaults_reach_fal_exactly() -> None:
     request = build()
     sent = request.to_fal_input().model_dump(mode="json", exclude_none=True)
     assert sent == {
-        "prompt": "CLAY, make it clay",
+        "prompt": "CLAY, turn it into a figure",
         "image_urls": ["https://cdn/x.png"],
         "loras": [{"path": "owner/clay", "scale": 1.0}],
         "guidance_scale": 2.5,
