@@ -172,7 +172,9 @@ def load_settings(**overrides: Any) -> Settings:
 class FluxBot(commands.Bot):
     """The bot: owns the process-wide resources and loads one extension per feature."""
 
-    def __init__(self, settings: Settings, **options: Any) -> None:
+    def __init__(
+        self, settings: Settings, *, fal_options: dict[str, Any] | None = None, **options: Any
+    ) -> None:
         intents = discord.Intents.default()  # no privileged intent is needed
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -182,6 +184,7 @@ class FluxBot(commands.Bot):
             **options,
         )
         self.settings = settings
+        self._fal_options = fal_options or {}  # tests: faster polling and retries
         self.publisher = DiscordPublisher(self)
         # Opened in setup_hook (they need the running loop), closed in close().
         self.storage: Storage
@@ -205,6 +208,7 @@ class FluxBot(commands.Bot):
             settings.fal_url("fal_cdn_url"),
             settings.fal_key.get_secret_value(),
             settings.fal_endpoint,
+            **self._fal_options,
         )
         self.jobs = JobService(
             self.storage,

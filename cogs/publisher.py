@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import discord
 from discord.ext import commands
-from storage.models import Job
 
 from cogs.render import RERUN_EMOJI, recipe_embed, status_text
 from cogs.views import result_view, status_view
@@ -19,6 +18,7 @@ from jobs.publisher import (
     DeliveryTooLarge,
     StatusUpdate,
 )
+from storage.models import Job
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,17 @@ class DiscordPublisher:
             )
         except discord.HTTPException as error:
             raise _translate(error, job.channel_id) from error
+        return message.id
+
+    async def decorate(self, job: Job) -> None:
+        """The 🔁 reaction, once the delivery is recorded; a failure here loses nothing."""
+        if job.result_message_id is None:
+            return
+        message = self._channel(job).get_partial_message(job.result_message_id)
         try:
             await message.add_reaction(RERUN_EMOJI)
         except discord.HTTPException:
             log.info("job %s: could not add the rerun reaction", job.id)
-        return message.id
 
     async def notify(self, job: Job, text: str) -> None:
         interaction = self._interactions.pop(job.id, None)

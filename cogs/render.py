@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import discord
-from storage.models import Job
 
 from jobs.publisher import Delivery, StatusUpdate
 from jobs.refusals import discord_time
-from jobs.request import SIZE_CHOICES, EditRequest
+from jobs.request import MATCH_INPUT, EditRequest
+from storage.models import Job
 
 EMBED_DESCRIPTION_MAX = 4096
 PROMPT_SHOWN_MAX = 1000
@@ -42,8 +42,13 @@ def lora_lines(request: EditRequest) -> str:
 
 
 def size_text(request: EditRequest) -> str:
-    label = SIZE_CHOICES.get(request.size, "custom").split(" ")[0]
-    return f"{request.width}×{request.height} ({label.lower()})"
+    if request.size == MATCH_INPUT:
+        label = "matches image 1"
+    elif request.size == "custom":
+        label = "custom"
+    else:
+        label = request.size.replace("_", " ")
+    return f"{request.width}×{request.height} ({label})"
 
 
 def status_text(job: Job, update: StatusUpdate) -> str:

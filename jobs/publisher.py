@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from storage.models import Job
-
 from jobs.request import EditRequest
+from storage.models import Job
 
 Phase = Literal[
     "admitted", "queued", "running", "delivering", "delivered", "failed", "cancelled", "expired"
@@ -66,6 +65,9 @@ class Publisher(Protocol):
 
     async def deliver(self, job: Job, delivery: Delivery) -> int:
         """Post the result (nonce derived from the job id); returns the message id."""
+
+    async def decorate(self, job: Job) -> None:
+        """Finishing touches on a recorded result message (the rerun reaction)."""
 
     async def notify(self, job: Job, text: str) -> None:
         """Tell the requester something privately where Discord allows it."""

@@ -725,6 +725,7 @@ class JobService:
             job.id, JobState.DELIVERED, expect={JobState.COMPLETED}, result_message_id=message_id
         )
         log.info("job %s delivered message=%s", job.id, message_id)
+        await self.publisher.decorate(job)
         await self._show(
             job.id, StatusUpdate(phase="delivered", request=request, started_at=job.created_at)
         )

@@ -4,4 +4,5 @@ pytest_plugins: list[str] = [
     "tests.discord_emulator.fixtures",
     "tests.fal_emulator.fixtures",
     "tests.storage_fixtures",
+    "tests.e2e",
 ]

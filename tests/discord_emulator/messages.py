@@ -260,8 +260,10 @@ def resolve_mentions(
         return pinged_users, roles, everyone
     user_ok = "users" in allowed.parse
     role_ok = "roles" in allowed.parse
-    pinged_users = [u for u in users if user_ok or str(u) in allowed.users]
-    pinged_roles = [r for r in roles if role_ok or str(r) in allowed.roles]
+    allowed_users = {str(u) for u in allowed.users}  # Discord takes snowflakes as str or int
+    allowed_roles = {str(r) for r in allowed.roles}
+    pinged_users = [u for u in users if user_ok or str(u) in allowed_users]
+    pinged_roles = [r for r in roles if role_ok or str(r) in allowed_roles]
     if replied_user and allowed.replied_user and replied_user not in pinged_users:
         pinged_users.append(replied_user)
     return pinged_users, pinged_roles, everyone and "everyone" in allowed.parse

@@ -147,8 +147,8 @@ class Component(_Loose):
 
 class AllowedMentions(_Loose):
     parse: list[str] = Field(default_factory=list)
-    users: list[str] = Field(default_factory=list, max_length=100)
-    roles: list[str] = Field(default_factory=list, max_length=100)
+    users: list[str | int] = Field(default_factory=list, max_length=100)
+    roles: list[str | int] = Field(default_factory=list, max_length=100)
     replied_user: bool = False
 
     @field_validator("parse")
