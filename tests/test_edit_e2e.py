@@ -18,7 +18,7 @@ async def test_one_image_edit_posts_result_and_charges_quota(world: World) -> No
     assert "Edit #1 is on its way" in text
 
     result = await world.result()
-    [(filename, data, content_type)] = result.files
+    [(_filename, data, content_type)] = result.files
     assert content_type.startswith("image/")
     with Image.open(io.BytesIO(data)) as image:
         assert image.size == (800, 608)  # image 1, never upscaled past it, sides ×16
