@@ -116,3 +116,7 @@ async def world(
     shell = World(discord_emulator, fal_emulator, settings, bot=None)  # type: ignore[arg-type]
     shell.bot = await discord_emulator.start_bot(shell.make_bot())
     yield shell  # the emulator fixture stops the bot; its close() stops the job tasks
+
+
+def is_status(message: Message) -> bool:
+    return message.content.startswith("**Edit #") and not message.files
