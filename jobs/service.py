@@ -825,9 +825,10 @@ class JobService:
             self._changed.notify_all()
         return job
 
-    async def wait_for_state(self, job_id: int, *states: JobState, timeout: float = 30.0) -> Job:
-        """The job once it is in one of `states` (tests, shutdown); woken by each transition."""
-        async with asyncio.timeout(timeout), self._changed:
+    async def wait_for_state(self, job_id: int, *states: JobState) -> Job:
+        """The job once it is in one of `states` (tests, shutdown); woken by each transition.
+        Callers bound the wait with asyncio.timeout."""
+        async with self._changed:
             while True:
                 job = await self._reload(job_id)
                 if job.state in states:
