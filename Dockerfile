@@ -21,4 +21,5 @@ RUN useradd --create-home --uid 10001 bot \
 USER bot
 VOLUME ["/data"]
 
+# Only the bot runs here; `docker run … python bot.py check` is the pre-flight.
 CMD ["python", "bot.py"]

@@ -29,6 +29,7 @@ from client.errors import FalAccountLocked, FalAuthError, FalError
 from client.fal import FalClient
 from cogs.publisher import DiscordPublisher
 from cogs.views import DYNAMIC_ITEMS
+from jobs.metrics import Metrics
 from jobs.service import JobConfig, JobService
 from storage import Storage
 
@@ -42,6 +43,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.loras",
     "cogs.admin",
     "cogs.members",
+    "cogs.health",
 )
 
 SYNC_HASH_KEY = "command_tree_hash"
@@ -98,6 +100,13 @@ class Settings(BaseSettings):
     max_loras_per_server: Annotated[
         int, Field(ge=1, le=10_000, description="How many LoRAs one server may register.")
     ] = 100
+    metrics_port: Annotated[
+        int | None,
+        Field(ge=0, le=65535, description="Optional port for /healthz and Prometheus /metrics."),
+    ] = None
+    metrics_host: Annotated[str, Field(description="Address the metrics port listens on.")] = (
+        "0.0.0.0"
+    )
     discord_api_url: Annotated[
         AnyHttpUrl | None,
         Field(description="Override of Discord's REST base (tests and proxies only)."),
@@ -185,7 +194,8 @@ class FluxBot(commands.Bot):
         )
         self.settings = settings
         self._fal_options = fal_options or {}  # tests: faster polling and retries
-        self.publisher = DiscordPublisher(self)
+        self.metrics = Metrics()
+        self.publisher = DiscordPublisher(self, self.metrics)
         # Opened in setup_hook (they need the running loop), closed in close().
         self.storage: Storage
         self.fal: FalClient
@@ -218,6 +228,7 @@ class FluxBot(commands.Bot):
                 outputs_dir=settings.database_path.parent / "outputs",
                 job_timeout=float(settings.job_timeout_seconds),
             ),
+            metrics=self.metrics,
         )
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in EXTENSIONS:

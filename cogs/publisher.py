@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from cogs.render import RERUN_EMOJI, recipe_embed, status_text
 from cogs.views import result_view, status_view
+from jobs.metrics import Metrics
 from jobs.publisher import (
     Delivery,
     DeliveryError,
@@ -31,7 +32,11 @@ def delivery_nonce(job_id: int) -> str:
     return f"flux-job-{job_id}"
 
 
-def _translate(error: discord.HTTPException, channel_id: int) -> DeliveryError:
+def _translate(
+    error: discord.HTTPException, channel_id: int, metrics: Metrics | None = None
+) -> DeliveryError:
+    if metrics is not None:
+        metrics.discord_errors.labels(status=str(error.status)).inc()
     if isinstance(error, discord.Forbidden):
         return DeliveryForbidden(
             f"I'm not allowed to post results in <#{channel_id}> (I need View Channel, "
@@ -45,8 +50,9 @@ def _translate(error: discord.HTTPException, channel_id: int) -> DeliveryError:
 
 
 class DiscordPublisher:
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: commands.Bot, metrics: Metrics | None = None) -> None:
         self.bot = bot
+        self.metrics = metrics
         self._interactions: dict[int, discord.Interaction] = {}
 
     def remember(self, job_id: int, interaction: discord.Interaction) -> None:
@@ -79,9 +85,9 @@ class DiscordPublisher:
             if job.status_message_id is not None:
                 log.info("job %s: its status message was deleted", job.id)
                 return None
-            raise _translate(error, job.channel_id) from error
+            raise _translate(error, job.channel_id, self.metrics) from error
         except discord.HTTPException as error:
-            raise _translate(error, job.channel_id) from error
+            raise _translate(error, job.channel_id, self.metrics) from error
         return None
 
     async def deliver(self, job: Job, delivery: Delivery) -> int:
@@ -110,7 +116,7 @@ class DiscordPublisher:
                 ),
             )
         except discord.HTTPException as error:
-            raise _translate(error, job.channel_id) from error
+            raise _translate(error, job.channel_id, self.metrics) from error
         return message.id
 
     async def decorate(self, job: Job) -> None:

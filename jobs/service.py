@@ -37,6 +37,7 @@ from jobs.images import (
     human_bytes,
     inspect_image,
 )
+from jobs.metrics import Metrics
 from jobs.policy import (
     Requester,
     check_channel,
@@ -162,6 +163,7 @@ class JobService:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.storage = storage
         self.fal = fal
@@ -173,6 +175,7 @@ class JobService:
         self._timings = _Timings()
         self._closing = False
         self._changed = asyncio.Condition()
+        self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------------ admission
 
@@ -293,6 +296,7 @@ class JobService:
         limits = quota_limits(settings.guild, who)
         refusal = await self._precheck(who, limits)
         if refusal is not None:
+            self.metrics.refusals.labels(reason=refusal.kind).inc()
             raise Refused(describe_refusal(refusal, 1, limits))
 
     async def _precheck(self, who: Requester, limits: QuotaLimits) -> Refusal | None:
@@ -367,8 +371,11 @@ class JobService:
             now=now,
         )
         if isinstance(outcome, Refusal):
+            self.metrics.refusals.labels(reason=outcome.kind).inc()
             raise Refused(describe_refusal(outcome, request.count, limits))
         job = outcome
+        self.metrics.transitions.labels(state=JobState.ADMITTED.value).inc()
+        self.metrics.in_flight.inc()
         log.info(
             "job %s admitted guild=%s user=%s images=%s cost=%.4f",
             job.id,
@@ -453,6 +460,7 @@ class JobService:
     async def recover(self) -> int:
         """Continue every job that was not finished when the process stopped."""
         jobs = await self.storage.jobs.unfinished()
+        self.metrics.in_flight.set(len(jobs))
         for job in jobs:
             log.info("job %s recovered in state %s", job.id, job.state)
             self._spawn(job.id)
@@ -588,6 +596,7 @@ class JobService:
             elif status.status == "IN_PROGRESS" and running_at is None:
                 running_at = time.monotonic()
                 self._timings.observe_wait(running_at - queued_at, first_position or 0)
+                self.metrics.fal_queue_seconds.observe(running_at - queued_at)
                 await throttle.push(
                     StatusUpdate(
                         phase="running",
@@ -598,6 +607,7 @@ class JobService:
                 )
         if running_at is not None:
             self._timings.observe_run(time.monotonic() - running_at)
+            self.metrics.fal_run_seconds.observe(time.monotonic() - running_at)
         if last is not None and last.error_type == "client_cancelled":
             await self._finish(job.id, JobState.CANCELLED, error="cancelled at fal")
             return await self._reload(job.id)
@@ -821,6 +831,20 @@ class JobService:
 
     async def _transition(self, job_id: int, to: JobState, **kwargs: Any) -> Job:
         job = await self.storage.jobs.transition(job_id, to, **kwargs)
+        log.info(
+            "job %s → %s guild=%s user=%s fal_request_id=%s",
+            job.id,
+            job.state.value,
+            job.guild_id,
+            job.user_id,
+            job.fal_request_id or "-",
+        )
+        self.metrics.transitions.labels(state=to.value).inc()
+        if to in TERMINAL_STATES:
+            self.metrics.in_flight.dec()
+        if to == JobState.DELIVERED and job.completed_at is not None:
+            delivered_in = (self._now() - job.completed_at).total_seconds()
+            self.metrics.delivery_seconds.observe(max(0.0, delivered_in))
         async with self._changed:
             self._changed.notify_all()
         return job
@@ -841,8 +865,9 @@ class JobService:
             raise NotFound(f"job {job_id} vanished")
         return job
 
-    @staticmethod
-    def _fal_failure_text(error: FalError) -> str:
+    def _fal_failure_text(self, error: FalError) -> str:
+        kind = getattr(error, "error_type", None) or type(error).__name__
+        self.metrics.fal_errors.labels(type=str(kind)).inc()
         if isinstance(error, FalValidationError):
             return f"fal rejected the request: {error.describe()}. You were not charged."
         if isinstance(error, FalAuthError | FalAccountLocked):

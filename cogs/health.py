@@ -1,0 +1,76 @@
+"""`/healthz` and `/metrics` on METRICS_PORT, for the operator's probes and Prometheus."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from discord.ext import commands
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from bot import FluxBot
+
+log = logging.getLogger(__name__)
+
+
+class Health(commands.Cog):
+    def __init__(self, bot: FluxBot) -> None:
+        self.bot = bot
+        self.gateway_connected = False
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def cog_load(self) -> None:
+        port = self.bot.settings.metrics_port
+        if port is None:
+            return
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.bot.settings.metrics_host, port)
+        await site.start()
+        addresses = self._runner.addresses  # the real port when 0 was asked
+        self.port = int(addresses[0][1]) if addresses else port
+        log.info("health and metrics on port %s", self.port)
+
+    async def cog_unload(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @commands.Cog.listener()
+    async def on_connect(self) -> None:
+        self.gateway_connected = True
+
+    @commands.Cog.listener()
+    async def on_resumed(self) -> None:
+        self.gateway_connected = True
+
+    @commands.Cog.listener()
+    async def on_disconnect(self) -> None:
+        self.gateway_connected = False
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        problems = []
+        if not self.gateway_connected or self.bot.is_closed():
+            problems.append("gateway disconnected")
+        try:
+            await self.bot.storage.settings.set_meta("healthz", datetime.now(UTC).isoformat())
+        except Exception:
+            log.warning("health check could not write to the database", exc_info=True)
+            problems.append("database not writable")
+        if problems:
+            return web.Response(status=503, text="; ".join(problems) + "\n")
+        return web.Response(text="ok\n")
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self.bot.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def setup(bot: FluxBot) -> None:
+    await bot.add_cog(Health(bot))

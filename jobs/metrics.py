@@ -1,0 +1,57 @@
+"""Prometheus metrics of the job lifecycle. One registry per bot, so tests can run several."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.transitions = Counter(
+            "flux_job_transitions",
+            "Jobs that entered each state",
+            ["state"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "flux_jobs_in_flight", "Jobs admitted and not yet finished", registry=self.registry
+        )
+        self.fal_queue_seconds = Histogram(
+            "flux_fal_queue_seconds",
+            "Time from submit until a fal runner started the job",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.fal_run_seconds = Histogram(
+            "flux_fal_run_seconds",
+            "Time a fal runner worked on the job",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.delivery_seconds = Histogram(
+            "flux_delivery_seconds",
+            "Time from fal's completion to the result message posted",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "flux_admission_refusals",
+            "Requests refused at admission, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.fal_errors = Counter(
+            "flux_fal_errors",
+            "fal failures seen by jobs, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        self.discord_errors = Counter(
+            "flux_discord_api_errors",
+            "Discord API calls that failed, by HTTP status",
+            ["status"],
+            registry=self.registry,
+        )
