@@ -175,6 +175,7 @@ class JobService:
         self._timings = _Timings()
         self._closing = False
         self._changed = asyncio.Condition()
+        self._status_locks: dict[int, asyncio.Lock] = {}
         self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------------ admission
@@ -386,17 +387,33 @@ class JobService:
         )
         if request.loras:
             await self.storage.loras.increment_uses([lora.id for lora in request.loras])
+        # Submit first: the status message (a Discord round trip, serialised per channel by
+        # discord.py's rate limiter) is posted meanwhile, off the member's critical path.
+        self._spawn(job.id)
         try:
-            message_id = await self.publisher.show_status(
-                job, StatusUpdate(phase="admitted", request=request, started_at=job.created_at)
+            await self._show(
+                job.id,
+                StatusUpdate(phase="admitted", request=request, started_at=job.created_at),
+                raise_errors=True,
             )
         except DeliveryError as error:
-            await self._finish(job.id, JobState.FAILED, error=str(error))
+            await self._abandon(job.id)
             raise Refused(f"{error} You were not charged.") from None
-        if message_id is not None:
-            job = await self.storage.jobs.set_status_message(job.id, message_id)
-        self._spawn(job.id)
-        return job
+        return await self._reload(job.id)
+
+    async def _abandon(self, job_id: int) -> None:
+        """Stop a job that may already be at fal, and refund it."""
+        task = self._tasks.pop(job_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        job = await self._reload(job_id)
+        if job.state == JobState.SUBMITTED:
+            try:
+                await self.fal.cancel(self._handle(job))
+            except FalError:
+                log.warning("job %s: cancel at fal failed", job_id, exc_info=True)
+        await self._finish(job_id, JobState.FAILED, error="could not post in the channel")
 
     async def result_job(self, who: Requester, job_id: int) -> Job:
         """A delivered job of this server, or NotFound (other servers' jobs are invisible)."""
@@ -819,15 +836,25 @@ class JobService:
         log.info("job %s %s (refunded): %s", job_id, state.value, error)
         return job
 
-    async def _show(self, job_id: int, update: StatusUpdate) -> None:
-        job = await self._reload(job_id)
-        try:
-            created = await self.publisher.show_status(job, update)
-        except DeliveryError:
-            log.warning("job %s: could not update its status message", job_id, exc_info=True)
-            return
-        if created is not None and created != job.status_message_id:
-            await self.storage.jobs.set_status_message(job_id, created)
+    async def _show(
+        self, job_id: int, update: StatusUpdate, *, raise_errors: bool = False
+    ) -> None:
+        # One status update at a time per job, so the message is created once, then edited.
+        lock = self._status_locks.setdefault(job_id, asyncio.Lock())
+        async with lock:
+            job = await self._reload(job_id)
+            try:
+                created = await self.publisher.show_status(job, update)
+            except DeliveryError:
+                if raise_errors:
+                    raise
+                log.warning("job %s: could not update its status message", job_id, exc_info=True)
+                return
+            finally:
+                if job.state in TERMINAL_STATES:
+                    self._status_locks.pop(job_id, None)
+            if created is not None and created != job.status_message_id:
+                await self.storage.jobs.set_status_message(job_id, created)
 
     async def _transition(self, job_id: int, to: JobState, **kwargs: Any) -> Job:
         job = await self.storage.jobs.transition(job_id, to, **kwargs)

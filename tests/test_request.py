@@ -54,7 +54,7 @@ def test_defaults_reach_fal_exactly() -> None:
         "num_images": 1,
         "acceleration": "regular",
         "enable_prompt_expansion": False,
-        "sync_mode": False,
+        "sync_mode": True,
         "enable_safety_checker": True,
         "output_format": "png",
     }
