@@ -30,7 +30,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev-deps
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.bot_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
