@@ -29,6 +29,10 @@ NOT_MANAGER = (
 )
 
 
+class NotManager(app_commands.CheckFailure):
+    """The member may not use `/admin`; its text says how a server fixes that."""
+
+
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class Admin(commands.GroupCog, group_name="admin", group_description="Manage the edit bot"):
@@ -43,10 +47,11 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # Discord's default_permissions can be overridden per role by the server; check again.
+        # Raising (not replying here) lets the error handler give the one and only answer: a
+        # False return would make discord.py raise its own CheckFailure and answer a second time.
         if await is_bot_manager(interaction):
             return True
-        await reply(interaction, NOT_MANAGER)
-        return False
+        raise NotManager(NOT_MANAGER)
 
     async def _settings(self, interaction: discord.Interaction) -> GuildSettings:
         assert interaction.guild_id is not None
