@@ -31,10 +31,16 @@ def describe_refusal(refusal: Refusal, wanted: int, limits: QuotaLimits) -> str:
             f"You already have {int(refusal.used)} edits running (the limit is "
             f"{int(refusal.limit)}). Wait for one to finish, or cancel it with `/jobs`."
         )
-    text = (
-        f"This server has spent ${refusal.used:.2f} of its ${refusal.limit:.2f} monthly "
-        "budget for edits"
-    )
+    if refusal.used < refusal.limit:
+        text = (
+            f"This edit (about ${refusal.requested:.2f}) would take the server past its "
+            f"${refusal.limit:.2f} monthly budget (${refusal.used:.2f} spent so far)"
+        )
+    else:
+        text = (
+            f"This server has spent ${refusal.used:.2f} of its ${refusal.limit:.2f} monthly "
+            "budget for edits"
+        )
     if refusal.next_free_at is not None:
         text += f"; it resets {discord_time(refusal.next_free_at, 'D')}"
     return text + ". An admin can raise it with `/admin budget set`."

@@ -232,15 +232,15 @@ def build_request(
         raise BadRequest(f"seed must be between 0 and {SEED_MAX:,}; you gave {seed:,}.")
     guidance = DEFAULT_GUIDANCE if options.guidance is None else options.guidance
     _check_range("guidance", guidance, *GUIDANCE_RANGE)
-    steps = DEFAULT_STEPS if options.steps is None else options.steps
     steps_high = min(STEPS_RANGE[1], max_steps)
+    steps = min(DEFAULT_STEPS, steps_high) if options.steps is None else options.steps
     if not STEPS_RANGE[0] <= steps <= steps_high:
         note = " (this server's cap)" if steps_high < STEPS_RANGE[1] else ""
         raise BadRequest(
             f"steps must be between {STEPS_RANGE[0]} and {steps_high}{note}; you gave {steps}."
         )
-    count = 1 if options.count is None else options.count
     count_high = min(COUNT_RANGE[1], max_images)
+    count = 1 if options.count is None else options.count
     if not COUNT_RANGE[0] <= count <= count_high:
         note = " (this server's cap)" if count_high < COUNT_RANGE[1] else ""
         raise BadRequest(

@@ -172,6 +172,7 @@ class JobService:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._timings = _Timings()
         self._closing = False
+        self._changed = asyncio.Condition()
 
     # ------------------------------------------------------------------ admission
 
@@ -532,7 +533,7 @@ class JobService:
         except FalError as error:
             await self._fail(job.id, request, self._fal_failure_text(error))
             return await self._reload(job.id)
-        job = await self.storage.jobs.transition(
+        job = await self._transition(
             job.id,
             JobState.SUBMITTED,
             expect={JobState.ADMITTED},
@@ -614,7 +615,7 @@ class JobService:
             await self._fail(job.id, request, self._fal_failure_text(error))
             return await self._reload(job.id)
         stored = await self._store_output(job, request, output)
-        job = await self.storage.jobs.transition(
+        job = await self._transition(
             job.id, JobState.COMPLETED, expect={JobState.SUBMITTED}, result=stored
         )
         log.info("job %s completed seed=%s images=%s", job.id, output.seed, len(output.images))
@@ -722,7 +723,7 @@ class JobService:
         except DeliveryError as error:
             await self._fail(job.id, request, f"{error} You were not charged.")
             return await self._reload(job.id)
-        job = await self.storage.jobs.transition(
+        job = await self._transition(
             job.id, JobState.DELIVERED, expect={JobState.COMPLETED}, result_message_id=message_id
         )
         log.info("job %s delivered message=%s", job.id, message_id)
@@ -808,7 +809,7 @@ class JobService:
         job = await self._reload(job_id)
         if job.state in TERMINAL_STATES:
             return None
-        job = await self.storage.jobs.transition(job_id, state, error=error)
+        job = await self._transition(job_id, state, error=error)
         log.info("job %s %s (refunded): %s", job_id, state.value, error)
         return job
 
@@ -821,6 +822,22 @@ class JobService:
             return
         if created is not None and created != job.status_message_id:
             await self.storage.jobs.set_status_message(job_id, created)
+
+    async def _transition(self, job_id: int, to: JobState, **kwargs: Any) -> Job:
+        job = await self.storage.jobs.transition(job_id, to, **kwargs)
+        async with self._changed:
+            self._changed.notify_all()
+        return job
+
+    async def wait_for_state(self, job_id: int, *states: JobState) -> Job:
+        """The job once it is in one of `states` (tests, shutdown); woken by each transition.
+        Callers bound the wait with asyncio.timeout."""
+        async with self._changed:
+            while True:
+                job = await self._reload(job_id)
+                if job.state in states:
+                    return job
+                await self._changed.wait()
 
     async def _reload(self, job_id: int) -> Job:
         job = await self.storage.jobs.get(job_id)

@@ -1,4 +1,4 @@
-"""End-to-end harness: our real bot against both emulators, over real sockets and a real SQLite file.
+"""End-to-end harness: our real bot against both emulators, real sockets, a real SQLite file.
 
 A test acts as members through the Discord emulator and reads what they see; fal's side is
 the fal emulator. Nothing in the bot is mocked.
@@ -6,6 +6,7 @@ the fal emulator. Nothing in the bot is mocked.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from bot import FluxBot, Settings, create_bot
-from storage import Lora
+from storage import Job, JobState, Lora
 from tests.discord_emulator import DiscordEmulator
 from tests.discord_emulator.interactions import Interaction
 from tests.discord_emulator.messages import Message
@@ -95,10 +96,14 @@ class World:
         message = await ix.wait_followup()
         return message.content
 
-    async def result(self, channel: str = "general", timeout: float = RESULT_TIMEOUT) -> Message:
+    async def result(self, channel: str = "general", within: float = RESULT_TIMEOUT) -> Message:
         return await self.emu.wait_for_message(
-            self.emu.channel(channel), lambda m: bool(m.files), timeout=timeout
+            self.emu.channel(channel), lambda m: bool(m.files), timeout=within
         )
+
+    async def job_in(self, job_id: int, *states: str, within: float = RESULT_TIMEOUT) -> Job:
+        async with asyncio.timeout(within):
+            return await self.bot.jobs.wait_for_state(job_id, *(JobState(s) for s in states))
 
 
 @pytest.fixture
@@ -116,3 +121,7 @@ async def world(
     shell = World(discord_emulator, fal_emulator, settings, bot=None)  # type: ignore[arg-type]
     shell.bot = await discord_emulator.start_bot(shell.make_bot())
     yield shell  # the emulator fixture stops the bot; its close() stops the job tasks
+
+
+def is_status(message: Message) -> bool:
+    return message.content.startswith("**Edit #") and not message.files
