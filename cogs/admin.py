@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,9 +58,12 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         assert interaction.guild_id is not None
         return await self.bot.storage.settings.get(interaction.guild_id)
 
-    async def _save(self, interaction: discord.Interaction, settings: GuildSettings) -> None:
+    async def _change(
+        self, interaction: discord.Interaction, change: Callable[[GuildSettings], GuildSettings]
+    ) -> GuildSettings:
+        """Read, change and save in one transaction: two admins at once never undo each other."""
         assert interaction.guild_id is not None
-        await self.bot.storage.settings.save(interaction.guild_id, settings)
+        return await self.bot.storage.settings.update(interaction.guild_id, change)
 
     # ------------------------------------------------------------------ registry
 
@@ -211,12 +215,10 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         images: app_commands.Range[int, 0, 10_000],
         window_hours: app_commands.Range[int, 1, 24 * 31] | None = None,
     ) -> None:
-        settings = await self._settings(interaction)
         update: dict[str, Any] = {"default_quota": images}
         if window_hours is not None:
             update["window_hours"] = window_hours
-        settings = settings.model_copy(update=update)
-        await self._save(interaction, settings)
+        settings = await self._change(interaction, lambda s: s.model_copy(update=update))
         await reply(
             interaction,
             f"Members may now make {images} images per {settings.window_hours} h "
@@ -231,16 +233,20 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         role: discord.Role,
         images: app_commands.Range[int, -1, 10_000],
     ) -> None:
-        settings = await self._settings(interaction)
-        quotas = dict(settings.role_quotas)
+        def change(settings: GuildSettings) -> GuildSettings:
+            quotas = dict(settings.role_quotas)
+            if images < 0:
+                quotas.pop(role.id, None)
+            else:
+                quotas[role.id] = images
+            return settings.model_copy(update={"role_quotas": quotas})
+
+        settings = await self._change(interaction, change)
         if images < 0:
-            quotas.pop(role.id, None)
             text = f"Removed the quota override for {role.mention}."
         else:
-            quotas[role.id] = images
             hours = settings.window_hours
             text = f"Members with {role.mention} may make {images} images per {hours} h."
-        await self._save(interaction, settings.model_copy(update={"role_quotas": quotas}))
         await reply(interaction, text)
 
     @quota.command(name="user", description="A quota for one member (beats role quotas)")
@@ -251,15 +257,19 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         member: discord.Member,
         images: app_commands.Range[int, -1, 10_000],
     ) -> None:
-        settings = await self._settings(interaction)
-        quotas = dict(settings.user_quotas)
+        def change(settings: GuildSettings) -> GuildSettings:
+            quotas = dict(settings.user_quotas)
+            if images < 0:
+                quotas.pop(member.id, None)
+            else:
+                quotas[member.id] = images
+            return settings.model_copy(update={"user_quotas": quotas})
+
+        settings = await self._change(interaction, change)
         if images < 0:
-            quotas.pop(member.id, None)
             text = f"Removed the quota override for {member.mention}."
         else:
-            quotas[member.id] = images
             text = f"{member.mention} may make {images} images per {settings.window_hours} h."
-        await self._save(interaction, settings.model_copy(update={"user_quotas": quotas}))
         await reply(interaction, text)
 
     @quota.command(name="exempt", description="Members with this role have no quota")
@@ -267,11 +277,13 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     async def quota_exempt(
         self, interaction: discord.Interaction, role: discord.Role, remove: bool = False
     ) -> None:
-        settings = await self._settings(interaction)
-        exempt = [r for r in settings.exempt_roles if r != role.id]
-        if not remove:
-            exempt.append(role.id)
-        await self._save(interaction, settings.model_copy(update={"exempt_roles": exempt}))
+        def change(settings: GuildSettings) -> GuildSettings:
+            exempt = [r for r in settings.exempt_roles if r != role.id]
+            if not remove:
+                exempt.append(role.id)
+            return settings.model_copy(update={"exempt_roles": exempt})
+
+        await self._change(interaction, change)
         word = "no longer exempt" if remove else "exempt from quotas (the budget still applies)"
         await reply(interaction, f"{role.mention} is {word}.")
 
@@ -287,8 +299,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     async def budget_set(
         self, interaction: discord.Interaction, usd: app_commands.Range[float, 0.0, 1_000_000.0]
     ) -> None:
-        settings = await self._settings(interaction)
-        await self._save(interaction, settings.model_copy(update={"monthly_budget_usd": usd}))
+        await self._change(interaction, lambda s: s.model_copy(update={"monthly_budget_usd": usd}))
         text = "No monthly cap." if usd == 0 else f"Monthly budget set to ${usd:,.2f}."
         await reply(interaction, text)
 
@@ -331,8 +342,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     async def settings_rerun(
         self, interaction: discord.Interaction, who: Literal["anyone", "requester"]
     ) -> None:
-        settings = await self._settings(interaction)
-        await self._save(interaction, settings.model_copy(update={"rerun_policy": who}))
+        await self._change(interaction, lambda s: s.model_copy(update={"rerun_policy": who}))
         await reply(interaction, f"Reruns: {who}.")
 
     @settings.command(name="nsfw", description="What happens to images the safety checker flags")
@@ -344,8 +354,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         ]
     )
     async def settings_nsfw(self, interaction: discord.Interaction, policy: str) -> None:
-        settings = await self._settings(interaction)
-        await self._save(interaction, settings.model_copy(update={"nsfw_policy": policy}))
+        await self._change(interaction, lambda s: s.model_copy(update={"nsfw_policy": policy}))
         await reply(interaction, f"NSFW policy: {policy.replace('_', '-')}.")
 
     @settings.command(name="channel", description="Allow or deny edits in a channel")
@@ -356,13 +365,15 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         channel: discord.TextChannel,
         rule: Literal["allow", "deny", "clear"],
     ) -> None:
-        settings = await self._settings(interaction)
-        rules = dict(settings.channel_rules)
-        if rule == "clear":
-            rules.pop(channel.id, None)
-        else:
-            rules[channel.id] = rule
-        await self._save(interaction, settings.model_copy(update={"channel_rules": rules}))
+        def change(settings: GuildSettings) -> GuildSettings:
+            rules = dict(settings.channel_rules)
+            if rule == "clear":
+                rules.pop(channel.id, None)
+            else:
+                rules[channel.id] = rule
+            return settings.model_copy(update={"channel_rules": rules})
+
+        await self._change(interaction, change)
         await reply(interaction, f"{channel.mention}: {rule}.")
 
     @settings.command(name="caps", description="Per-job caps on images and steps")
@@ -373,7 +384,6 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         max_steps: app_commands.Range[int, 4, 50] | None = None,
         max_in_flight: app_commands.Range[int, 1, 50] | None = None,
     ) -> None:
-        settings = await self._settings(interaction)
         update = {
             k: v
             for k, v in (
@@ -383,8 +393,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             )
             if v is not None
         }
-        settings = settings.model_copy(update=update)
-        await self._save(interaction, settings)
+        settings = await self._change(interaction, lambda s: s.model_copy(update=update))
         await reply(
             interaction,
             f"Caps: {settings.max_images_per_job} images per job, {settings.max_steps} steps, "
@@ -398,11 +407,13 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         action: Literal["add", "remove"],
         role: discord.Role,
     ) -> None:
-        settings = await self._settings(interaction)
-        roles = [r for r in settings.manager_roles if r != role.id]
-        if action == "add":
-            roles.append(role.id)
-        await self._save(interaction, settings.model_copy(update={"manager_roles": roles}))
+        def change(settings: GuildSettings) -> GuildSettings:
+            roles = [r for r in settings.manager_roles if r != role.id]
+            if action == "add":
+                roles.append(role.id)
+            return settings.model_copy(update={"manager_roles": roles})
+
+        await self._change(interaction, change)
         word = "can now use" if action == "add" else "can no longer use"
         await reply(interaction, f"{role.mention} {word} `/admin`.")
 

@@ -217,6 +217,40 @@ async def test_admin_refuses_members_who_are_not_managers_once_and_changes_nothi
     assert (await settings(world)).default_quota == 7
 
 
+async def test_admins_changing_settings_at_once_never_undo_each_other(world: World) -> None:
+    emu = world.emu
+    general = emu.channel("general")
+    emu.set_command_permission(emu.guild, "admin", emu.role("Manager"))
+    await run(
+        world, "carol", "admin settings managers", {"action": "add", "role": emu.role("Manager")}
+    )
+    roles = [emu.add_role(emu.guild, f"Tier {i}") for i in range(4)]
+    calls = [
+        *[("admin quota role", {"role": role, "images": i + 1}) for i, role in enumerate(roles)],
+        ("admin quota user", {"member": emu.member("bob"), "images": 9}),
+        ("admin quota exempt", {"role": emu.role("Mod")}),
+        ("admin budget set", {"usd": 3}),
+        ("admin settings rerun", {"who": "requester"}),
+        ("admin settings nsfw", {"policy": "spoiler"}),
+        ("admin settings channel", {"channel": emu.channel("nsfw"), "rule": "deny"}),
+        ("admin settings caps", {"max_steps": 30}),
+    ]
+    # Sent together, half by carol and half by dave: every handler reads and writes meanwhile.
+    handles = [
+        await emu.slash(emu.member(("carol", "dave")[i % 2]), general, command, options)
+        for i, (command, options) in enumerate(calls)
+    ]
+    await asyncio.gather(*(world.reply_text(ix) for ix in handles))
+    saved = await settings(world)
+    assert saved.role_quotas == {role.id: i + 1 for i, role in enumerate(roles)}
+    assert saved.user_quotas == {emu.member("bob").id: 9}
+    assert saved.exempt_roles == [emu.role("Mod").id]
+    assert saved.monthly_budget_usd == 3
+    assert (saved.rerun_policy, saved.nsfw_policy, saved.max_steps) == ("requester", "spoiler", 30)
+    assert saved.channel_rules == {emu.channel("nsfw").id: "deny"}
+    assert saved.manager_roles == [emu.role("Manager").id]
+
+
 # ---------------------------------------------------------------------------- quota commands
 
 
