@@ -372,6 +372,13 @@ async def test_exempt_role_has_no_quota_nor_in_flight_limit(world: World) -> Non
     await admitted(world, "erin", count=4)
     assert await usage(world, "erin") == (8, 2)
 
+    # Limiting one exempt member by name works: the member override is the most specific rule.
+    erin = emu.member("erin")
+    await run(world, "carol", "admin quota user", {"member": erin, "images": 8})
+    assert (await refused(world, "erin")).startswith("You've used 8 of 8 images in the last 24 h")
+    await run(world, "carol", "admin quota user", {"member": erin, "images": -1})
+    await admitted(world, "erin")
+
     _, text = await run(world, "carol", "admin quota exempt", {"role": mod, "remove": True})
     assert text == f"{mod.mention} is no longer exempt."
     assert (await settings(world)).exempt_roles == []
