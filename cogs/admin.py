@@ -18,10 +18,12 @@ from cogs.views import CancelButton
 from jobs.errors import BadRequest
 from jobs.loras import check_description, check_name, check_path, check_scale, parse_triggers
 from jobs.refusals import discord_time
-from storage.models import GuildSettings
+from storage.models import GuildSettings, JobState
 
 if TYPE_CHECKING:
     from bot import FluxBot
+
+JOBS_SHOWN = 25  # Discord allows 25 buttons on a message
 
 NOT_MANAGER = (
     "Only members with Manage Server or a bot-manager role can use `/admin`. "
@@ -460,17 +462,31 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         if not active:
             await reply(interaction, "No edits are running.")
             return
-        lines = [
-            f"#{job.id} · <@{job.user_id}> · {job.state.value} since "
-            f"{discord_time(job.updated_at)} in <#{job.channel_id}>"
-            for job in active[:25]
-        ]
+        shown = active[:JOBS_SHOWN]
+        lines: list[str] = []
+        for job in shown:
+            line = (
+                f"#{job.id} · <@{job.user_id}> · {job.state.value} since "
+                f"{discord_time(job.updated_at)} in <#{job.channel_id}>"
+            )
+            # Whole lines only, with room for the note below: a cut line hides a job.
+            if sum(len(x) + 1 for x in lines) + len(line) > 2000 - 100:
+                break
+            lines.append(line)
+        listed = shown[: len(lines)]
+        if len(listed) < len(active):
+            lines.append(
+                f"…and {len(active) - len(listed)} more, oldest first. Cancel some, then run "
+                "`/admin jobs` again."
+            )
         view = discord.ui.View(timeout=None)
-        for job in active[:25]:
-            view.add_item(CancelButton(job.id, label=f"Cancel #{job.id}"))
+        for job in listed:
+            # A completed job is being posted; there is nothing left to cancel at fal.
+            if job.state != JobState.COMPLETED:
+                view.add_item(CancelButton(job.id, label=f"Cancel #{job.id}"))
         await interaction.response.send_message(
-            "\n".join(lines)[:2000],
-            view=view,
+            "\n".join(lines),
+            view=view if view.children else discord.utils.MISSING,
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )

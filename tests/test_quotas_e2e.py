@@ -505,6 +505,26 @@ async def test_admin_jobs_lists_every_running_job_and_a_manager_cancels_them(
     assert text == "No edits are running."
 
 
+async def test_admin_jobs_with_more_jobs_than_one_message_holds(world: World) -> None:
+    await run(world, "carol", "admin quota exempt", {"role": world.emu.role("Mod")})
+    world.fal.queue_delay = 30.0
+    for _ in range(27):
+        await admitted(world, "erin")
+    ix, text = await run(world, "carol", "admin jobs")
+    assert len(text) <= 2000
+    *lines, note = text.splitlines()
+    assert 0 < len(lines) <= 25
+    erin = world.emu.member("erin").mention
+    for number, line in enumerate(lines, start=1):  # whole lines, oldest first
+        assert line.startswith(f"#{number} · {erin} · ")
+        assert line.endswith(f"in {world.emu.channel('general').mention}")
+    assert note == (
+        f"…and {27 - len(lines)} more, oldest first. Cancel some, then run `/admin jobs` again."
+    )
+    assert ix.original is not None
+    assert ix.original.custom_ids() == [f"job:{n}:cancel" for n in range(1, len(lines) + 1)]
+
+
 # ---------------------------------------------------------------------------- budget
 
 
