@@ -428,6 +428,20 @@ async def test_a_failed_job_gives_its_images_and_money_back(world: World) -> Non
     assert await usage(world, "alice") == (2, 0)
 
 
+async def test_an_expired_job_gives_its_images_back(world: World) -> None:
+    # The operator's shortest allowed timeout is 30 s; a copy skips that check to keep this fast.
+    world.settings = world.settings.model_copy(update={"job_timeout_seconds": 1})
+    await world.restart()
+    await run(world, "carol", "admin quota default", {"images": 1})
+    world.fal.queue_delay = 30.0  # fal never gets to it
+    job_id = await admitted(world)
+    job = await world.job_in(job_id, "expired", within=10)
+    assert "didn't finish within" in (job.error or "")
+    assert await usage(world, "alice") == (0, 0)
+    _, text = await run(world, "alice", "quota")
+    assert text.startswith("You've used 0 of 1 images in the last 24 h; 1 left.")
+
+
 async def test_jobs_lists_own_jobs_with_links_and_cancel_refunds(world: World) -> None:
     emu = world.emu
     guild, general = emu.guild.id, emu.channel("general").id
