@@ -130,6 +130,10 @@ async def test_quota_shows_used_left_running_and_when_the_next_image_frees(world
         "Edits running: 0 of 2.",
         f"Server spend this month: ${spent:,.2f} of $5.00.",
     ]
+    manager = world.emu.role("Manager")
+    await run(world, "carol", "admin settings managers", {"action": "add", "role": manager})
+    _, text = await run(world, "dave", "quota")  # a bot manager without Manage Server
+    assert text.splitlines()[-1] == f"Server spend this month: ${spent:,.2f} of $5.00."
 
 
 async def test_quota_with_no_cap_and_for_an_exempt_member(world: World) -> None:
@@ -426,6 +430,17 @@ async def test_a_failed_job_gives_its_images_and_money_back(world: World) -> Non
     again = await admitted(world, count=2)  # the whole quota is there again
     await world.job_in(again, "delivered")
     assert await usage(world, "alice") == (2, 0)
+
+
+async def test_a_result_the_nsfw_policy_blocks_gives_its_images_back(world: World) -> None:
+    await run(world, "carol", "admin quota default", {"images": 1})
+    await run(world, "carol", "admin settings nsfw", {"policy": "block"})
+    job_id = await admitted(world, prompt="[nsfw] a cat")
+    job = await world.job_in(job_id, "failed")
+    assert "safety checker flagged" in (job.error or "")
+    assert await usage(world, "alice") == (0, 0)
+    assert await world.bot.storage.quotas.guild_spend(world.emu.guild.id) == 0
+    await admitted(world, prompt="a cat")
 
 
 async def test_an_expired_job_gives_its_images_back(world: World) -> None:
