@@ -288,6 +288,18 @@ async def test_default_quota_refuses_with_the_numbers_and_when_the_next_image_fr
     )
 
 
+async def test_edits_sent_at_once_never_exceed_the_quota(world: World) -> None:
+    await run(world, "carol", "admin quota default", {"images": 3})
+    await run(world, "carol", "admin settings caps", {"max_in_flight": 50})
+    world.fal.queue_delay = 30.0
+    handles = [await world.edit(images=[png(600 + i, 400)]) for i in range(8)]
+    texts = await asyncio.gather(*(world.reply_text(ix) for ix in handles))
+    assert sum("is on its way" in text for text in texts) == 3
+    assert sum(text.startswith("You've used 3 of 3 images") for text in texts) == 5
+    assert len(await job_ids(world, "alice")) == 3
+    assert await usage(world, "alice") == (3, 3)
+
+
 async def test_highest_matching_role_wins_and_a_member_override_beats_roles(world: World) -> None:
     emu = world.emu
     silver = emu.add_role(emu.guild, "Silver")
