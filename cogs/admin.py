@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,16 +18,22 @@ from cogs.views import CancelButton
 from jobs.errors import BadRequest
 from jobs.loras import check_description, check_name, check_path, check_scale, parse_triggers
 from jobs.refusals import discord_time
-from storage.models import GuildSettings
+from storage.models import GuildSettings, JobState
 
 if TYPE_CHECKING:
     from bot import FluxBot
+
+JOBS_SHOWN = 25  # Discord allows 25 buttons on a message
 
 NOT_MANAGER = (
     "Only members with Manage Server or a bot-manager role can use `/admin`. "
     "If your server shows `/admin` to your role (Server Settings → Integrations), an admin "
     "must also name that role a bot manager with `/admin settings managers add`."
 )
+
+
+class NotManager(app_commands.CheckFailure):
+    """The member may not use `/admin`; its text says how a server fixes that."""
 
 
 @app_commands.guild_only()
@@ -43,18 +50,22 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # Discord's default_permissions can be overridden per role by the server; check again.
+        # Raising (not replying here) lets the error handler give the one and only answer: a
+        # False return would make discord.py raise its own CheckFailure and answer a second time.
         if await is_bot_manager(interaction):
             return True
-        await reply(interaction, NOT_MANAGER)
-        return False
+        raise NotManager(NOT_MANAGER)
 
     async def _settings(self, interaction: discord.Interaction) -> GuildSettings:
         assert interaction.guild_id is not None
         return await self.bot.storage.settings.get(interaction.guild_id)
 
-    async def _save(self, interaction: discord.Interaction, settings: GuildSettings) -> None:
+    async def _change(
+        self, interaction: discord.Interaction, change: Callable[[GuildSettings], GuildSettings]
+    ) -> GuildSettings:
+        """Read, change and save in one transaction: two admins at once never undo each other."""
         assert interaction.guild_id is not None
-        await self.bot.storage.settings.save(interaction.guild_id, settings)
+        return await self.bot.storage.settings.update(interaction.guild_id, change)
 
     # ------------------------------------------------------------------ registry
 
@@ -206,12 +217,10 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         images: app_commands.Range[int, 0, 10_000],
         window_hours: app_commands.Range[int, 1, 24 * 31] | None = None,
     ) -> None:
-        settings = await self._settings(interaction)
         update: dict[str, Any] = {"default_quota": images}
         if window_hours is not None:
             update["window_hours"] = window_hours
-        settings = settings.model_copy(update=update)
-        await self._save(interaction, settings)
+        settings = await self._change(interaction, lambda s: s.model_copy(update=update))
         await reply(
             interaction,
             f"Members may now make {images} images per {settings.window_hours} h "
@@ -226,16 +235,20 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         role: discord.Role,
         images: app_commands.Range[int, -1, 10_000],
     ) -> None:
-        settings = await self._settings(interaction)
-        quotas = dict(settings.role_quotas)
+        def change(settings: GuildSettings) -> GuildSettings:
+            quotas = dict(settings.role_quotas)
+            if images < 0:
+                quotas.pop(role.id, None)
+            else:
+                quotas[role.id] = images
+            return settings.model_copy(update={"role_quotas": quotas})
+
+        settings = await self._change(interaction, change)
         if images < 0:
-            quotas.pop(role.id, None)
             text = f"Removed the quota override for {role.mention}."
         else:
-            quotas[role.id] = images
             hours = settings.window_hours
             text = f"Members with {role.mention} may make {images} images per {hours} h."
-        await self._save(interaction, settings.model_copy(update={"role_quotas": quotas}))
         await reply(interaction, text)
 
     @quota.command(name="user", description="A quota for one member (beats role quotas)")
@@ -246,15 +259,19 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         member: discord.Member,
         images: app_commands.Range[int, -1, 10_000],
     ) -> None:
-        settings = await self._settings(interaction)
-        quotas = dict(settings.user_quotas)
+        def change(settings: GuildSettings) -> GuildSettings:
+            quotas = dict(settings.user_quotas)
+            if images < 0:
+                quotas.pop(member.id, None)
+            else:
+                quotas[member.id] = images
+            return settings.model_copy(update={"user_quotas": quotas})
+
+        settings = await self._change(interaction, change)
         if images < 0:
-            quotas.pop(member.id, None)
             text = f"Removed the quota override for {member.mention}."
         else:
-            quotas[member.id] = images
             text = f"{member.mention} may make {images} images per {settings.window_hours} h."
-        await self._save(interaction, settings.model_copy(update={"user_quotas": quotas}))
         await reply(interaction, text)
 
     @quota.command(name="exempt", description="Members with this role have no quota")
@@ -262,11 +279,13 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     async def quota_exempt(
         self, interaction: discord.Interaction, role: discord.Role, remove: bool = False
     ) -> None:
-        settings = await self._settings(interaction)
-        exempt = [r for r in settings.exempt_roles if r != role.id]
-        if not remove:
-            exempt.append(role.id)
-        await self._save(interaction, settings.model_copy(update={"exempt_roles": exempt}))
+        def change(settings: GuildSettings) -> GuildSettings:
+            exempt = [r for r in settings.exempt_roles if r != role.id]
+            if not remove:
+                exempt.append(role.id)
+            return settings.model_copy(update={"exempt_roles": exempt})
+
+        await self._change(interaction, change)
         word = "no longer exempt" if remove else "exempt from quotas (the budget still applies)"
         await reply(interaction, f"{role.mention} is {word}.")
 
@@ -282,8 +301,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     async def budget_set(
         self, interaction: discord.Interaction, usd: app_commands.Range[float, 0.0, 1_000_000.0]
     ) -> None:
-        settings = await self._settings(interaction)
-        await self._save(interaction, settings.model_copy(update={"monthly_budget_usd": usd}))
+        await self._change(interaction, lambda s: s.model_copy(update={"monthly_budget_usd": usd}))
         text = "No monthly cap." if usd == 0 else f"Monthly budget set to ${usd:,.2f}."
         await reply(interaction, text)
 
@@ -326,8 +344,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     async def settings_rerun(
         self, interaction: discord.Interaction, who: Literal["anyone", "requester"]
     ) -> None:
-        settings = await self._settings(interaction)
-        await self._save(interaction, settings.model_copy(update={"rerun_policy": who}))
+        await self._change(interaction, lambda s: s.model_copy(update={"rerun_policy": who}))
         await reply(interaction, f"Reruns: {who}.")
 
     @settings.command(name="nsfw", description="What happens to images the safety checker flags")
@@ -339,8 +356,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         ]
     )
     async def settings_nsfw(self, interaction: discord.Interaction, policy: str) -> None:
-        settings = await self._settings(interaction)
-        await self._save(interaction, settings.model_copy(update={"nsfw_policy": policy}))
+        await self._change(interaction, lambda s: s.model_copy(update={"nsfw_policy": policy}))
         await reply(interaction, f"NSFW policy: {policy.replace('_', '-')}.")
 
     @settings.command(name="channel", description="Allow or deny edits in a channel")
@@ -351,13 +367,15 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         channel: discord.TextChannel,
         rule: Literal["allow", "deny", "clear"],
     ) -> None:
-        settings = await self._settings(interaction)
-        rules = dict(settings.channel_rules)
-        if rule == "clear":
-            rules.pop(channel.id, None)
-        else:
-            rules[channel.id] = rule
-        await self._save(interaction, settings.model_copy(update={"channel_rules": rules}))
+        def change(settings: GuildSettings) -> GuildSettings:
+            rules = dict(settings.channel_rules)
+            if rule == "clear":
+                rules.pop(channel.id, None)
+            else:
+                rules[channel.id] = rule
+            return settings.model_copy(update={"channel_rules": rules})
+
+        await self._change(interaction, change)
         await reply(interaction, f"{channel.mention}: {rule}.")
 
     @settings.command(name="caps", description="Per-job caps on images and steps")
@@ -368,7 +386,6 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         max_steps: app_commands.Range[int, 4, 50] | None = None,
         max_in_flight: app_commands.Range[int, 1, 50] | None = None,
     ) -> None:
-        settings = await self._settings(interaction)
         update = {
             k: v
             for k, v in (
@@ -378,8 +395,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             )
             if v is not None
         }
-        settings = settings.model_copy(update=update)
-        await self._save(interaction, settings)
+        settings = await self._change(interaction, lambda s: s.model_copy(update=update))
         await reply(
             interaction,
             f"Caps: {settings.max_images_per_job} images per job, {settings.max_steps} steps, "
@@ -393,11 +409,13 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         action: Literal["add", "remove"],
         role: discord.Role,
     ) -> None:
-        settings = await self._settings(interaction)
-        roles = [r for r in settings.manager_roles if r != role.id]
-        if action == "add":
-            roles.append(role.id)
-        await self._save(interaction, settings.model_copy(update={"manager_roles": roles}))
+        def change(settings: GuildSettings) -> GuildSettings:
+            roles = [r for r in settings.manager_roles if r != role.id]
+            if action == "add":
+                roles.append(role.id)
+            return settings.model_copy(update={"manager_roles": roles})
+
+        await self._change(interaction, change)
         word = "can now use" if action == "add" else "can no longer use"
         await reply(interaction, f"{role.mention} {word} `/admin`.")
 
@@ -444,17 +462,31 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         if not active:
             await reply(interaction, "No edits are running.")
             return
-        lines = [
-            f"#{job.id} · <@{job.user_id}> · {job.state.value} since "
-            f"{discord_time(job.updated_at)} in <#{job.channel_id}>"
-            for job in active[:25]
-        ]
+        shown = active[:JOBS_SHOWN]
+        lines: list[str] = []
+        for job in shown:
+            line = (
+                f"#{job.id} · <@{job.user_id}> · {job.state.value} since "
+                f"{discord_time(job.updated_at)} in <#{job.channel_id}>"
+            )
+            # Whole lines only, with room for the note below: a cut line hides a job.
+            if sum(len(x) + 1 for x in lines) + len(line) > 2000 - 100:
+                break
+            lines.append(line)
+        listed = shown[: len(lines)]
+        if len(listed) < len(active):
+            lines.append(
+                f"…and {len(active) - len(listed)} more, oldest first. Cancel some, then run "
+                "`/admin jobs` again."
+            )
         view = discord.ui.View(timeout=None)
-        for job in active[:25]:
-            view.add_item(CancelButton(job.id, label=f"Cancel #{job.id}"))
+        for job in listed:
+            # A completed job is being posted; there is nothing left to cancel at fal.
+            if job.state != JobState.COMPLETED:
+                view.add_item(CancelButton(job.id, label=f"Cancel #{job.id}"))
         await interaction.response.send_message(
-            "\n".join(lines)[:2000],
-            view=view,
+            "\n".join(lines),
+            view=view if view.children else discord.utils.MISSING,
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )

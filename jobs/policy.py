@@ -23,13 +23,18 @@ class Requester:
 
 
 def quota_limits(settings: GuildSettings, who: Requester) -> QuotaLimits:
-    """Member override, else the highest matching role quota, else the server default."""
-    exempt = bool(who.role_ids & set(settings.exempt_roles))
+    """Member override, else exempt, else the highest matching role quota, else the default.
+
+    The member override is the most specific rule, so it holds even for an exempt role's
+    members: an admin who limits one moderator by name means it. The budget always applies.
+    """
+    overridden = who.user_id in settings.user_quotas
+    exempt = not overridden and bool(who.role_ids & set(settings.exempt_roles))
     images: int | None
-    if exempt:
-        images = None
-    elif who.user_id in settings.user_quotas:
+    if overridden:
         images = settings.user_quotas[who.user_id]
+    elif exempt:
+        images = None
     else:
         role_limits = [n for role, n in settings.role_quotas.items() if role in who.role_ids]
         images = max(role_limits) if role_limits else settings.default_quota

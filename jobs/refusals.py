@@ -20,7 +20,13 @@ def _hours(seconds: int) -> str:
 def describe_refusal(refusal: Refusal, wanted: int, limits: QuotaLimits) -> str:
     if refusal.kind == "quota":
         used, limit = int(refusal.used), int(refusal.limit)
-        text = f"You've used {used} of {limit} images in the last {_hours(limits.window_seconds)}"
+        window = _hours(limits.window_seconds)
+        if limit == 0:
+            return (
+                f"Your quota on this server is 0 images per {window}, so you can't make edits "
+                "here. An admin can change it with `/admin quota`."
+            )
+        text = f"You've used {used} of {limit} images in the last {window}"
         if wanted > 1 and used < limit:
             text += f"; this edit makes {wanted} and you have {limit - used} left"
         if refusal.next_free_at is not None:

@@ -301,8 +301,20 @@ class JobService:
             raise Refused(describe_refusal(refusal, 1, limits))
 
     async def _precheck(self, who: Requester, limits: QuotaLimits) -> Refusal | None:
-        """A non-binding look at the limits; admit() checks again atomically."""
+        """A non-binding look at the limits; admit() checks again atomically. Same order as
+        admit(): the budget (the longest wait) first."""
         now = self._now()
+        budget = limits.monthly_budget_usd
+        if budget:
+            spent = await self.storage.quotas.guild_spend(who.guild_id, now=now)
+            if spent >= budget:
+                return Refusal(
+                    kind="budget",
+                    used=spent,
+                    limit=budget,
+                    requested=0,
+                    next_free_at=next_month(now),
+                )
         usage = await self.storage.quotas.usage(
             who.guild_id, who.user_id, limits.window_seconds, now=now
         )
@@ -323,17 +335,6 @@ class JobService:
                 requested=1,
                 next_free_at=None,
             )
-        budget = limits.monthly_budget_usd
-        if budget:
-            spent = await self.storage.quotas.guild_spend(who.guild_id, now=now)
-            if spent >= budget:
-                return Refusal(
-                    kind="budget",
-                    used=spent,
-                    limit=budget,
-                    requested=0,
-                    next_free_at=next_month(now),
-                )
         return None
 
     def new_seed(self) -> int:
@@ -774,10 +775,13 @@ class JobService:
         job = await self.storage.jobs.get(job_id)
         if job is None or job.guild_id != who.guild_id:
             raise NotFound("That job doesn't exist on this server.")
-        if job.user_id != who.user_id and not (who.can_manage_messages or who.can_manage_guild):
-            raise NotAllowed(
-                "Only the member who started this edit (or a moderator) can cancel it."
-            )
+        if job.user_id != who.user_id and not who.can_manage_messages:
+            # Bot managers cancel stuck jobs from `/admin jobs`, with or without Manage Server.
+            guild = await self.storage.settings.get(who.guild_id)
+            if not is_manager(guild, who):
+                raise NotAllowed(
+                    "Only the member who started this edit (or a moderator) can cancel it."
+                )
         if job.state in TERMINAL_STATES or job.state == JobState.COMPLETED:
             raise NotAllowed(f"This edit is already {job.state.value}; nothing to cancel.")
         task = self._tasks.pop(job_id, None)
