@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +29,17 @@ NOT_MANAGER = (
     "must also name that role a bot manager with `/admin settings managers add`."
 )
 
+ONLY_OWNERS_NAME_MANAGERS = (
+    "Only members with Manage Server can name or unname bot-manager roles; bot managers "
+    "can use every other `/admin` command."
+)
+
+log = logging.getLogger(__name__)
+
+
+class NotManager(app_commands.CheckFailure):
+    """The member reached `/admin` (integration settings) but is not a bot manager."""
+
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
@@ -43,10 +55,11 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # Discord's default_permissions can be overridden per role by the server; check again.
+        # Raising (not replying here) leaves one answer to the error handler: a reply plus a
+        # False return would add discord.py's "The check functions … failed" follow-up.
         if await is_bot_manager(interaction):
             return True
-        await reply(interaction, NOT_MANAGER)
-        return False
+        raise NotManager(NOT_MANAGER)
 
     async def _settings(self, interaction: discord.Interaction) -> GuildSettings:
         assert interaction.guild_id is not None
@@ -142,17 +155,18 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
                 changes["nsfw"] = nsfw
             if not changes:
                 raise BadRequest("Nothing to change: give at least one option besides the name.")
+            before = await self.bot.storage.loras.get(interaction.guild_id, name.strip())
             lora = await self.bot.storage.loras.update(
                 interaction.guild_id, name.strip(), interaction.user.id, **changes
             )
         except MEMBER_FACING as error:
             await reply(interaction, member_text(error))
             return
-        await interaction.response.send_message(
-            f"Updated `{lora.name}` (version {lora.version}).",
-            embed=lora_card(lora),
-            ephemeral=True,
-        )
+        if before is not None and before.version == lora.version:
+            text = f"Nothing changed: `{lora.name}` already has those settings."
+        else:
+            text = f"Updated `{lora.name}` (version {lora.version})."
+        await interaction.response.send_message(text, embed=lora_card(lora), ephemeral=True)
 
     async def _set_enabled(
         self, interaction: discord.Interaction, name: str, enabled: bool
@@ -193,6 +207,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             view=view,
             ephemeral=True,
         )
+        view.interaction = interaction
 
     # ------------------------------------------------------------------ quotas
 
@@ -393,13 +408,41 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         action: Literal["add", "remove"],
         role: discord.Role,
     ) -> None:
-        settings = await self._settings(interaction)
-        roles = [r for r in settings.manager_roles if r != role.id]
-        if action == "add":
-            roles.append(role.id)
-        await self._save(interaction, settings.model_copy(update={"manager_roles": roles}))
+        assert interaction.guild_id is not None
+        # A delegated manager must not be able to hand the keys to further roles.
+        if not interaction.permissions.manage_guild:
+            await reply(interaction, ONLY_OWNERS_NAME_MANAGERS)
+            return
+        if role.is_default():
+            await reply(
+                interaction,
+                "@everyone can't be a bot-manager role: every member would manage the bot.",
+            )
+            return
+
+        def change(settings: GuildSettings) -> GuildSettings:
+            roles = [r for r in settings.manager_roles if r != role.id]
+            if action == "add":
+                roles.append(role.id)
+            return settings.model_copy(update={"manager_roles": roles})
+
+        # One transaction, so two admins naming roles at once never undo each other.
+        await self.bot.storage.settings.update(interaction.guild_id, change)
+        log.info(
+            "guild %d: role %d %s bot managers by %d",
+            interaction.guild_id,
+            role.id,
+            "added to" if action == "add" else "removed from",
+            interaction.user.id,
+        )
         word = "can now use" if action == "add" else "can no longer use"
-        await reply(interaction, f"{role.mention} {word} `/admin`.")
+        text = f"{role.mention} {word} `/admin`."
+        if action == "add":
+            text += (
+                " Members with it still need to see the command: Server Settings → "
+                "Integrations → this bot → `/admin`, add the role."
+            )
+        await reply(interaction, text)
 
     # ------------------------------------------------------------------ reports
 
