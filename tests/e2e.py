@@ -1,8 +1,12 @@
-"""End-to-end harness: our real bot against both emulators, over real sockets and a real SQLite file.
+"""End-to-end harness: our real bot against both emulators, over real sockets and a real SQLite
+file.
 
 A test acts as members through the Discord emulator and reads what they see; fal's side is
 the fal emulator. Nothing in the bot is mocked.
 """
+
+# The harness takes `timeout=` arguments like the emulators' test API.
+# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 
