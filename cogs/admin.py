@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,6 +31,13 @@ NOT_MANAGER = (
     "If your server shows `/admin` to your role (Server Settings → Integrations), an admin "
     "must also name that role a bot manager with `/admin settings managers add`."
 )
+
+ONLY_OWNERS_NAME_MANAGERS = (
+    "Only members with Manage Server can name or unname bot-manager roles; bot managers "
+    "can use every other `/admin` command."
+)
+
+log = logging.getLogger(__name__)
 
 
 class NotManager(app_commands.CheckFailure):
@@ -153,17 +161,18 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
                 changes["nsfw"] = nsfw
             if not changes:
                 raise BadRequest("Nothing to change: give at least one option besides the name.")
+            before = await self.bot.storage.loras.get(interaction.guild_id, name.strip())
             lora = await self.bot.storage.loras.update(
                 interaction.guild_id, name.strip(), interaction.user.id, **changes
             )
         except MEMBER_FACING as error:
             await reply(interaction, member_text(error))
             return
-        await interaction.response.send_message(
-            f"Updated `{lora.name}` (version {lora.version}).",
-            embed=lora_card(lora),
-            ephemeral=True,
-        )
+        if before is not None and before.version == lora.version:
+            text = f"Nothing changed: `{lora.name}` already has those settings."
+        else:
+            text = f"Updated `{lora.name}` (version {lora.version})."
+        await interaction.response.send_message(text, embed=lora_card(lora), ephemeral=True)
 
     async def _set_enabled(
         self, interaction: discord.Interaction, name: str, enabled: bool
@@ -204,6 +213,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             view=view,
             ephemeral=True,
         )
+        view.interaction = interaction
 
     # ------------------------------------------------------------------ quotas
 
@@ -409,6 +419,18 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         action: Literal["add", "remove"],
         role: discord.Role,
     ) -> None:
+        assert interaction.guild_id is not None
+        # A delegated manager must not be able to hand the keys to further roles.
+        if not interaction.permissions.manage_guild:
+            await reply(interaction, ONLY_OWNERS_NAME_MANAGERS)
+            return
+        if role.is_default():
+            await reply(
+                interaction,
+                "@everyone can't be a bot-manager role: every member would manage the bot.",
+            )
+            return
+
         def change(settings: GuildSettings) -> GuildSettings:
             roles = [r for r in settings.manager_roles if r != role.id]
             if action == "add":
@@ -416,8 +438,21 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             return settings.model_copy(update={"manager_roles": roles})
 
         await self._change(interaction, change)
+        log.info(
+            "guild %d: role %d %s bot managers by %d",
+            interaction.guild_id,
+            role.id,
+            "added to" if action == "add" else "removed from",
+            interaction.user.id,
+        )
         word = "can now use" if action == "add" else "can no longer use"
-        await reply(interaction, f"{role.mention} {word} `/admin`.")
+        text = f"{role.mention} {word} `/admin`."
+        if action == "add":
+            text += (
+                " Members with it still need to see the command: Server Settings → "
+                "Integrations → this bot → `/admin`, add the role."
+            )
+        await reply(interaction, text)
 
     # ------------------------------------------------------------------ reports
 

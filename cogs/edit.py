@@ -17,6 +17,7 @@ from cogs.common import (
     reply,
     requester_from,
 )
+from cogs.lora_choices import search_choices
 from jobs.errors import MemberError
 from jobs.request import SIZE_CHOICES, EditOptions, LoraPick
 
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AUTOCOMPLETE_LIMIT = 25  # Discord refuses a 26th choice
-
 
 async def lora_autocomplete(
     interaction: discord.Interaction, current: str
@@ -34,22 +33,13 @@ async def lora_autocomplete(
     """Registry matches for this server; hidden: disabled ones, NSFW ones outside NSFW channels."""
     if interaction.guild_id is None:
         return []
-    loras = await flux_bot(interaction).storage.loras.search(
+    return await search_choices(
+        flux_bot(interaction).storage.loras,
         interaction.guild_id,
-        current.strip(),
+        current,
         include_disabled=False,
         include_nsfw=channel_is_nsfw(interaction.channel),
-        limit=AUTOCOMPLETE_LIMIT,
     )
-    choices = []
-    for lora in loras[:AUTOCOMPLETE_LIMIT]:
-        label = f"{lora.name} · {lora.default_scale:g}"
-        if lora.description:
-            label += f" · {lora.description}"
-        if len(label) > 100:
-            label = label[:99] + "…"
-        choices.append(app_commands.Choice(name=label, value=lora.name[:100]))
-    return choices
 
 
 class Edit(commands.Cog):

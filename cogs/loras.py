@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -11,30 +12,81 @@ from discord.ext import commands
 
 from cogs.common import MEMBER_FACING, channel_is_nsfw, flux_bot, is_bot_manager, member_text, reply
 from cogs.edit import lora_autocomplete
-from cogs.render import quote_prompt
-from storage.models import Lora
+from cogs.lora_choices import search_choices
+from cogs.render import FIELD_MAX, quote_prompt
+from storage.models import Lora, LoraChange
 
 if TYPE_CHECKING:
     from bot import FluxBot
 
+log = logging.getLogger(__name__)
+
 PAGE_SIZE = 8
+HISTORY_SHOWN = 10
 
 
 async def admin_lora_autocomplete(
     interaction: discord.Interaction, current: str
 ) -> list[app_commands.Choice[str]]:
-    """Admins see every LoRA, disabled and NSFW ones included."""
+    """Managers also see disabled LoRAs, flagged. discord.py runs no interaction_check before
+    an autocomplete, so a member shown /admin by integration settings gets the member view."""
     if interaction.guild_id is None:
         return []
-    loras = await flux_bot(interaction).storage.loras.search(
-        interaction.guild_id, current.strip(), include_disabled=True, include_nsfw=True, limit=25
+    manager = await is_bot_manager(interaction)
+    return await search_choices(
+        flux_bot(interaction).storage.loras,
+        interaction.guild_id,
+        current,
+        include_disabled=manager,
+        include_nsfw=channel_is_nsfw(interaction.channel),
     )
-    choices = []
-    for lora in loras[:25]:
-        flags = "".join([" (disabled)" if not lora.enabled else "", " (NSFW)" if lora.nsfw else ""])
-        label = f"{lora.name}{flags} · {lora.default_scale:g} · {lora.description}"
-        choices.append(app_commands.Choice(name=label[:100], value=lora.name))
-    return choices
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value) or "none"
+
+
+_FIELD_NAMES = {"default_scale": "scale", "trigger_words": "triggers"}
+_ACTION_WORDS = {
+    "add": "added",
+    "edit": "changed",
+    "disable": "disabled",
+    "enable": "enabled",
+    "remove": "removed",
+}
+
+
+def describe_change(change: LoraChange) -> str:
+    """One history line: when, what, who; an edit also says what it changed."""
+    line = f"<t:{int(change.at.timestamp())}:d> {_ACTION_WORDS[change.action]}"
+    if change.action == "edit":
+        parts = [
+            f"{_FIELD_NAMES.get(key, key)} {_value(diff.get('old'))[:40]} → "
+            f"{_value(diff.get('new'))[:40]}"
+            for key, diff in change.details.items()
+            if isinstance(diff, dict)
+        ]
+        if parts:
+            line += " " + quote_prompt("; ".join(parts), 300)
+    return f"{line} by <@{change.actor_id}>"
+
+
+def _history_value(lines: list[str]) -> str:
+    """The newest lines that fit one embed field, oldest of them first."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(lines):
+        if size + len(line) + 1 > FIELD_MAX or len(kept) == HISTORY_SHOWN:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return "\n".join(reversed(kept)) or "none"
 
 
 def lora_card(lora: Lora, history: list[str] | None = None) -> discord.Embed:
@@ -52,9 +104,7 @@ def lora_card(lora: Lora, history: list[str] | None = None) -> discord.Embed:
     embed.add_field(name="Version", value=str(lora.version))
     if history is not None:
         embed.add_field(name="Path", value=f"`{lora.path[:1000]}`", inline=False)
-        embed.add_field(
-            name="History", value="\n".join(history[-10:])[:1024] or "none", inline=False
-        )
+        embed.add_field(name="History", value=_history_value(history), inline=False)
     return embed
 
 
@@ -145,30 +195,41 @@ class Loras(commands.Cog):
             await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
             return
         lora = await self.bot.storage.loras.get(guild_id, name.strip())
-        if (
-            lora is None
-            or (not lora.enabled and not interaction.permissions.manage_guild)
-            or (lora.nsfw and not nsfw)
-        ):
+        manager = await is_bot_manager(interaction)
+        if lora is None or (not lora.enabled and not manager) or (lora.nsfw and not nsfw):
             await reply(interaction, f"This server has no LoRA named `{name.strip()[:40]}`.")
             return
         history = None
-        if await is_bot_manager(interaction):
+        if manager:
             changes = await self.bot.storage.loras.history(guild_id, lora.name)
-            history = [
-                f"<t:{int(c.at.timestamp())}:d> {c.action} by <@{c.actor_id}>" for c in changes
-            ]
+            history = [describe_change(c) for c in changes]
         await interaction.response.send_message(embed=lora_card(lora, history), ephemeral=True)
 
 
 class ConfirmRemove(discord.ui.View):
     """A one-shot confirmation on an ephemeral message; it may expire, the command can be rerun."""
 
+    TIMEOUT = 120.0
+
     def __init__(self, bot: FluxBot, lora: Lora, actor_id: int) -> None:
-        super().__init__(timeout=120)
+        super().__init__(timeout=self.TIMEOUT)
         self.bot = bot
         self.lora = lora
         self.actor_id = actor_id
+        self.interaction: discord.Interaction | None = None  # set once the question is shown
+
+    async def on_timeout(self) -> None:
+        # Dead buttons would answer "This interaction failed"; say what happened instead.
+        if self.interaction is None:
+            return
+        try:
+            await self.interaction.edit_original_response(
+                content=f"Nothing was removed: the question expired. Run `/admin lora remove "
+                f"{self.lora.name}` again if you still want to.",
+                view=None,
+            )
+        except discord.HTTPException:
+            log.info("could not close the expired remove question for %r", self.lora.name)
 
     @discord.ui.button(label="Remove", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: discord.Interaction, _: discord.ui.Button[Any]) -> None:
@@ -178,8 +239,10 @@ class ConfirmRemove(discord.ui.View):
             )
         except MEMBER_FACING as error:
             await interaction.response.edit_message(content=member_text(error), view=None)
-            return
-        await interaction.response.edit_message(content=f"Removed `{self.lora.name}`.", view=None)
+        else:
+            await interaction.response.edit_message(
+                content=f"Removed `{self.lora.name}`. Past results keep their recipe.", view=None
+            )
         self.stop()
 
     @discord.ui.button(label="Keep it", style=discord.ButtonStyle.secondary)
