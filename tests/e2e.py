@@ -1,4 +1,5 @@
-"""End-to-end harness: our real bot against both emulators, over real sockets and a real SQLite file.
+"""End-to-end harness: our real bot against both emulators, over real sockets and a real
+SQLite file.
 
 A test acts as members through the Discord emulator and reads what they see; fal's side is
 the fal emulator. Nothing in the bot is mocked.
@@ -95,7 +96,11 @@ class World:
         message = await ix.wait_followup()
         return message.content
 
-    async def result(self, channel: str = "general", timeout: float = RESULT_TIMEOUT) -> Message:
+    async def result(
+        self,
+        channel: str = "general",
+        timeout: float = RESULT_TIMEOUT,  # noqa: ASYNC109 (the emulator's waits take timeouts)
+    ) -> Message:
         return await self.emu.wait_for_message(
             self.emu.channel(channel), lambda m: bool(m.files), timeout=timeout
         )
