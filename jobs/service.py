@@ -424,14 +424,15 @@ class JobService:
         old = EditRequest.model_validate(parent.request)
         loras: list[RecipeLora] = []
         for lora in old.loras:
-            current = await self.storage.loras.get(who.guild_id, lora.name)
-            if current is None or current.id != lora.id:
+            # By id: a LoRA renamed since is the same LoRA; one re-added under the name is not.
+            current = await self.storage.loras.get_by_id(lora.id)
+            if current is None or current.guild_id != who.guild_id:
                 raise BadRequest(
                     f"The LoRA `{lora.name}` was removed from this server, so this edit "
                     "can't be rerun."
                 )
             scale = (scales or {}).get(lora.name, lora.scale)
-            loras.append(lora.model_copy(update={"scale": scale}))
+            loras.append(lora.model_copy(update={"name": current.name, "scale": scale}))
         resolved = await self.resolve_loras(who, [(lora.name, lora.scale) for lora in loras])
         inputs = list(old.inputs)
         if first_input is not None:

@@ -259,7 +259,29 @@ async def test_reaction_rerun_of_a_removed_lora_is_refused(
     refusal = await refusal_for(world, "bob")
     assert "`claymation` was removed from this server" in refusal.content
     await assert_deleted_after(world, refusal, short_refusals)
+
+    # Another LoRA registered under the old name is not the one this edit used.
+    await world.add_lora("claymation", path="someone/else")
+    await world.emu.react(world.emu.member("bob"), original, RERUN)
+    refusal = await refusal_for(world, "bob")
+    assert "`claymation` was removed from this server" in refusal.content
     assert await job_count(world) == 1
+
+
+async def test_rerun_follows_a_renamed_lora(world: World) -> None:
+    await world.add_lora("claymation", scale=0.8)
+    original = await delivered(world, "alice", lora="claymation")
+    await world.bot.storage.loras.update(
+        world.emu.guild.id, "claymation", member_id(world, "carol"), name="clay"
+    )
+
+    ix = await click(world, "alice", original, 1, "tweak")
+    text = await submit(world, "alice", ix, {"Scale of claymation": "1.1"})
+    assert text.startswith("Tweaked rerun started as edit #2.")
+    rerun = await result_with_reaction(world)
+    assert fields(rerun)["LoRAs"] == "`clay` × 1.1"
+    _first, second = world.fal.submissions()
+    assert second["loras"] == [{"path": "owner/claymation", "scale": 1.1}]
 
 
 async def test_reaction_rerun_works_on_a_result_from_before_a_restart(world: World) -> None:
@@ -502,10 +524,16 @@ async def test_every_button_works_after_a_restart(world: World) -> None:
     await result_with_reaction(world)
 
     ix = await click(world, "alice", original, 1, "tweak")
-    text = await submit(world, "alice", ix, {"Scale of claymation": "2"})
+    text = await submit(
+        world,
+        "alice",
+        ix,
+        {"Scale of claymation": "2", "Seed (empty for a new random one)": ""},
+    )
     assert text.startswith("Tweaked rerun started as edit #3.")
     tweaked = await result_with_reaction(world)
     assert fields(tweaked)["LoRAs"] == "`claymation` × 2"
+    assert fields(tweaked)["Seed"] not in (fields(original)["Seed"], "")  # a new random one
 
     ix = await click(world, "alice", original, 1, "reuse")
     text = await submit(world, "alice", ix, {"Prompt for the next edit": "again"})
@@ -587,6 +615,11 @@ async def test_context_menu_refuses_unknown_loras_and_messages_without_images(
         world, "bob", ix, {"Prompt": "x", "LoRAs (up to 3, comma-separated)": "nope"}
     )
     assert "This server has no LoRA named `nope`" in text
+    ix = await emu.context_menu(emu.member("bob"), emu.channel("general"), MENU, photo)
+    text = await submit(
+        world, "bob", ix, {"Prompt": "x", "LoRAs (up to 3, comma-separated)": "a, b, c, d"}
+    )
+    assert text == "At most 3 LoRAs can be combined."
 
     words = emu.post_user_message(emu.member("alice"), emu.channel("general"), "no pictures")
     ix = await emu.context_menu(emu.member("bob"), emu.channel("general"), MENU, words)
