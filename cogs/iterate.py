@@ -66,7 +66,7 @@ class TweakModal(discord.ui.Modal):
         self.scales: dict[str, discord.ui.TextInput[TweakModal]] = {}
         for lora in request.loras[:3]:
             field: discord.ui.TextInput[TweakModal] = discord.ui.TextInput(
-                label=f"Scale of {lora.name}"[:45], default=f"{lora.scale:g}", max_length=6
+                label=f"Scale of {lora.name}"[:45], default=_scale_text(lora.scale), max_length=24
             )
             self.scales[lora.name] = field
             self.add_item(field)
@@ -124,7 +124,7 @@ class ContextEditModal(discord.ui.Modal, title="Edit with FLUX.2 LoRA"):
     loras: discord.ui.TextInput[ContextEditModal] = discord.ui.TextInput(
         label="LoRAs (up to 3, comma-separated)",
         required=False,
-        max_length=200,
+        max_length=400,  # three names of up to 100 characters, with scales
         placeholder="name, or name:scale",
     )
 
@@ -151,6 +151,12 @@ class ContextEditModal(discord.ui.Modal, title="Edit with FLUX.2 LoRA"):
             await reply(interaction, "Editing is not available right now.")
             return
         await edit_cog.run_edit(interaction, options, files, note=self.note)  # type: ignore[attr-defined]
+
+
+def _scale_text(scale: float) -> str:
+    """Short where that loses nothing, so an unchanged field submits the same scale."""
+    short = f"{scale:g}"
+    return short if float(short) == scale else repr(scale)
 
 
 def _parse_int(name: str, text: str) -> int:

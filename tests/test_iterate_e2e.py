@@ -434,6 +434,17 @@ async def test_tweak_button_prefills_the_recipe_and_reruns_with_changes(world: W
     assert job is not None and job.parent_job_id == 1
 
 
+async def test_tweak_submits_unchanged_scales_of_any_precision(world: World) -> None:
+    await world.add_lora("claymation", scale=0.8)
+    original = await delivered(world, "alice", lora="claymation", scale=1.23456789)
+
+    ix = await click(world, "alice", original, 1, "tweak")
+    text = await submit(world, "alice", ix, {"Prompt": "only the prompt changes"})
+    assert text.startswith("Tweaked rerun started as edit #2.")
+    await result_with_reaction(world)
+    assert world.fal.submissions()[1]["loras"][0]["scale"] == 1.23456789
+
+
 async def test_tweak_and_reuse_refuse_at_the_click_not_after_the_modal(world: World) -> None:
     original = await delivered(world, "alice")
     await world.bot.storage.settings.update(
