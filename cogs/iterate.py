@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import discord
@@ -15,13 +16,17 @@ from cogs.views import RESULT_HANDLERS
 from jobs.errors import BadRequest, MemberError
 from jobs.policy import Requester
 from jobs.request import MAX_IMAGES_IN, EditOptions, EditRequest, LoraPick
+from storage.models import Job
 
 if TYPE_CHECKING:
     from bot import FluxBot
 
 log = logging.getLogger(__name__)
 
-REFUSAL_LIFETIME = 15.0
+REFUSAL_LIFETIME = 15.0  # seconds a refused reaction's reply stays in the channel
+# A member's 🔁 on a result within this many seconds of their admitted rerun of it is a double
+# tap (or a client retry), not a request for another job.
+REACTION_COOLDOWN = 5.0
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
@@ -31,10 +36,12 @@ def _is_image(attachment: discord.Attachment) -> bool:
     return attachment.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".gif"))
 
 
-def _job_link(job_id: int, guild_id: int, channel_id: int, message_id: int | None) -> str:
-    if message_id is None:
-        return f"Edit #{job_id}"
-    return f"[Edit #{job_id}](https://discord.com/channels/{guild_id}/{channel_id}/{message_id})"
+def _follow(job: Job) -> str:
+    """Where the member can watch the new job, as /edit's answer says it."""
+    if job.status_message_id is None:
+        return ""
+    link = f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.status_message_id}"
+    return f" Follow it [here]({link})."
 
 
 class TweakModal(discord.ui.Modal):
@@ -59,7 +66,7 @@ class TweakModal(discord.ui.Modal):
         self.scales: dict[str, discord.ui.TextInput[TweakModal]] = {}
         for lora in request.loras[:3]:
             field: discord.ui.TextInput[TweakModal] = discord.ui.TextInput(
-                label=f"Scale of {lora.name}"[:45], default=f"{lora.scale:g}", max_length=6
+                label=f"Scale of {lora.name}"[:45], default=_scale_text(lora.scale), max_length=24
             )
             self.scales[lora.name] = field
             self.add_item(field)
@@ -80,7 +87,7 @@ class TweakModal(discord.ui.Modal):
             await reply(interaction, str(error))
             return
         flux_bot(interaction).publisher.remember(job.id, interaction)
-        await reply(interaction, f"Tweaked rerun started as edit #{job.id}.")
+        await reply(interaction, f"Tweaked rerun started as edit #{job.id}.{_follow(job)}")
 
 
 class ReuseModal(discord.ui.Modal):
@@ -107,7 +114,7 @@ class ReuseModal(discord.ui.Modal):
             await reply(interaction, str(error))
             return
         flux_bot(interaction).publisher.remember(job.id, interaction)
-        await reply(interaction, f"Started edit #{job.id} from that result.")
+        await reply(interaction, f"Started edit #{job.id} from that result.{_follow(job)}")
 
 
 class ContextEditModal(discord.ui.Modal, title="Edit with FLUX.2 LoRA"):
@@ -117,7 +124,7 @@ class ContextEditModal(discord.ui.Modal, title="Edit with FLUX.2 LoRA"):
     loras: discord.ui.TextInput[ContextEditModal] = discord.ui.TextInput(
         label="LoRAs (up to 3, comma-separated)",
         required=False,
-        max_length=200,
+        max_length=400,  # three names of up to 100 characters, with scales
         placeholder="name, or name:scale",
     )
 
@@ -144,6 +151,12 @@ class ContextEditModal(discord.ui.Modal, title="Edit with FLUX.2 LoRA"):
             await reply(interaction, "Editing is not available right now.")
             return
         await edit_cog.run_edit(interaction, options, files, note=self.note)  # type: ignore[attr-defined]
+
+
+def _scale_text(scale: float) -> str:
+    """Short where that loses nothing, so an unchanged field submits the same scale."""
+    short = f"{scale:g}"
+    return short if float(short) == scale else repr(scale)
 
 
 def _parse_int(name: str, text: str) -> int:
@@ -183,6 +196,10 @@ class Iterate(commands.Cog):
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
         self._reacting: set[tuple[int, int]] = set()
+        self._admitted: dict[tuple[int, int], float] = {}  # (message, member) → monotonic time
+        # Per instance: discord.py loads extensions as fresh modules, so tests tune them here.
+        self.refusal_lifetime = REFUSAL_LIFETIME
+        self.reaction_cooldown = REACTION_COOLDOWN
         self.menu = app_commands.ContextMenu(
             name="Edit with FLUX.2 LoRA…", callback=self.edit_message_images
         )
@@ -208,11 +225,20 @@ class Iterate(commands.Cog):
             await reply(interaction, str(error))
             return
         self.bot.publisher.remember(job.id, interaction)
-        await reply(interaction, f"Rerun started as edit #{job.id} with seed {job.seed}.")
+        await reply(
+            interaction, f"Rerun started as edit #{job.id} with seed {job.seed}.{_follow(job)}"
+        )
+
+    async def _check_before_modal(self, interaction: discord.Interaction, job_id: int) -> Job:
+        """Refuse at the click, not after the member has filled in a modal."""
+        who = requester_from(interaction)
+        job = await self.bot.jobs.check_rerun(who, job_id)
+        await self.bot.jobs.check_allowed(who)
+        return job
 
     async def on_tweak(self, interaction: discord.Interaction, job_id: int) -> None:
         try:
-            job = await self.bot.jobs.result_job(requester_from(interaction), job_id)
+            job = await self._check_before_modal(interaction, job_id)
         except MemberError as error:
             await reply(interaction, str(error))
             return
@@ -226,7 +252,7 @@ class Iterate(commands.Cog):
             await reply(interaction, "That result has no image left to use.")
             return
         try:
-            await self.bot.jobs.result_job(requester_from(interaction), job_id)
+            await self._check_before_modal(interaction, job_id)
         except MemberError as error:
             await reply(interaction, str(error))
             return
@@ -279,6 +305,9 @@ class Iterate(commands.Cog):
         key = (payload.message_id, payload.user_id)
         if key in self._reacting:
             return  # a second quick reaction while the first is being admitted
+        if self._recently_admitted(key):
+            await self._take_back(payload)
+            return
         self._reacting.add(key)
         try:
             job = await self.bot.storage.jobs.by_result_message(payload.message_id)
@@ -286,6 +315,13 @@ class Iterate(commands.Cog):
                 await self._rerun_from_reaction(payload, job.id)
         finally:
             self._reacting.discard(key)
+
+    def _recently_admitted(self, key: tuple[int, int]) -> bool:
+        now = time.monotonic()
+        for old, at in list(self._admitted.items()):
+            if now - at >= self.reaction_cooldown:
+                del self._admitted[old]
+        return key in self._admitted
 
     def _reaction_requester(self, payload: discord.RawReactionActionEvent) -> Requester:
         guild = self.bot.get_guild(payload.guild_id or 0)
@@ -314,8 +350,15 @@ class Iterate(commands.Cog):
         try:
             await self.bot.jobs.rerun(job_id, self._reaction_requester(payload))
         except MemberError as error:
+            await self._take_back(payload)  # so the member can simply react again later
             await self._short_reply(channel, payload.user_id, str(error))
             return
+        self._admitted[(payload.message_id, payload.user_id)] = time.monotonic()
+        await self._take_back(payload)
+
+    async def _take_back(self, payload: discord.RawReactionActionEvent) -> None:
+        """Remove the member's 🔁: it was handled, and the next tap can start another rerun."""
+        channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
         try:
             await channel.get_partial_message(payload.message_id).remove_reaction(
                 RERUN_EMOJI, discord.Object(payload.user_id)
@@ -329,7 +372,7 @@ class Iterate(commands.Cog):
         try:
             await channel.send(
                 f"<@{user_id}> {text}",
-                delete_after=REFUSAL_LIFETIME,
+                delete_after=self.refusal_lifetime,
                 allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
             )
         except discord.HTTPException:

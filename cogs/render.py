@@ -93,7 +93,7 @@ def recipe_embed(job: Job, delivery: Delivery, guild_id: int) -> discord.Embed:
     if delivery.parent_result is not None:
         channel_id, message_id = delivery.parent_result
         link = f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
-        embed.add_field(name="Rerun of", value=f"[#{job.parent_job_id}]({link})")
+        embed.add_field(name="Made from", value=f"[#{job.parent_job_id}]({link})")
     notes = list(delivery.notes)
     if delivery.blocked:
         notes.append(f"{delivery.blocked} image(s) hidden by the safety checker")

@@ -423,6 +423,18 @@ class JobService:
             raise NotFound("That edit doesn't exist on this server.")
         return job
 
+    async def check_rerun(self, who: Requester, job_id: int) -> Job:
+        """The job to rerun if the server's rerun policy lets `who` rerun it, else NotAllowed."""
+        parent = await self.result_job(who, job_id)
+        settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
+        if (
+            settings.rerun_policy == "requester"
+            and parent.user_id != who.user_id
+            and not is_manager(settings.guild, who)
+        ):
+            raise NotAllowed("On this server only the member who made an edit can rerun it.")
+        return parent
+
     async def rerun(
         self,
         job_id: int,
@@ -434,14 +446,7 @@ class JobService:
         first_input: InputRef | None = None,
     ) -> Job:
         """A new job from a result's recipe: new seed unless given; the rerunner is charged."""
-        parent = await self.result_job(who, job_id)
-        settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
-        if (
-            settings.rerun_policy == "requester"
-            and parent.user_id != who.user_id
-            and not is_manager(settings.guild, who)
-        ):
-            raise NotAllowed("On this server only the member who made an edit can rerun it.")
+        parent = await self.check_rerun(who, job_id)
         old = EditRequest.model_validate(parent.request)
         loras: list[RecipeLora] = []
         for lora in old.loras:
