@@ -847,9 +847,7 @@ class JobService:
         log.info("job %s %s (refunded): %s", job_id, state.value, error)
         return job
 
-    async def _show(
-        self, job_id: int, update: StatusUpdate, *, raise_errors: bool = False
-    ) -> None:
+    async def _show(self, job_id: int, update: StatusUpdate, *, raise_errors: bool = False) -> None:
         # One status update at a time per job, so the message is created once, then edited.
         lock = self._status_locks.setdefault(job_id, asyncio.Lock())
         async with lock:
