@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 import discord
@@ -80,6 +81,17 @@ class AttachmentInput:
 
     label: str
     attachment: discord.Attachment
+    _prefetch: asyncio.Task[bytes] | None = field(default=None, repr=False)
+
+    def prefetch(self, max_bytes: int) -> None:
+        """Start downloading now (while the interaction is being deferred); small files only."""
+        if self._prefetch is None and self.attachment.size <= max_bytes:
+            self._prefetch = asyncio.create_task(self.attachment.read())
+            self._prefetch.add_done_callback(_retrieve)
+
+    def discard(self) -> None:
+        if self._prefetch is not None and not self._prefetch.done():
+            self._prefetch.cancel()
 
     @property
     def filename(self) -> str:
@@ -90,7 +102,15 @@ class AttachmentInput:
         return self.attachment.size
 
     async def read(self) -> bytes:
+        if self._prefetch is not None:
+            return await self._prefetch
         return await self.attachment.read()
+
+
+def _retrieve(task: asyncio.Task[bytes]) -> None:
+    """Mark a prefetch's failure as seen; read() raises it again to whoever awaits it."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool = True) -> None:

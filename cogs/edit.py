@@ -109,6 +109,13 @@ class Edit(commands.Cog):
         expand_prompt: bool | None = None,
         format: str | None = None,
     ) -> None:
+        files = [
+            AttachmentInput(label, attachment)
+            for label, attachment in (("image", image), ("image2", image2), ("image3", image3))
+            if attachment is not None
+        ]
+        for file in files:  # the downloads overlap the defer round trip
+            file.prefetch(self.bot.jobs.config.max_input_bytes)
         await interaction.response.defer(ephemeral=True, thinking=True)
         picks = [
             LoraPick(name=name, scale=s)
@@ -131,11 +138,6 @@ class Edit(commands.Cog):
                 "output_format": format,
             }
         )
-        files = [
-            AttachmentInput(label, attachment)
-            for label, attachment in (("image", image), ("image2", image2), ("image3", image3))
-            if attachment is not None
-        ]
         await self.run_edit(interaction, options, files)
 
     async def run_edit(
@@ -159,14 +161,17 @@ class Edit(commands.Cog):
                     + " here. Ask an admin, or use another channel."
                 )
             # Cheap checks first: nothing is downloaded or uploaded for a request that fails them.
-            await jobs.check_allowed(who)
+            settings = await jobs.check_allowed(who)
             loras = await jobs.resolve_loras(who, [(p.name, p.scale) for p in options.loras])
             inputs = await jobs.prepare_inputs(files)
-            request = await jobs.build(who, options, inputs, loras=loras)
-            job = await jobs.admit(who, request, parent_job_id=parent_job_id)
+            request = await jobs.build(who, options, inputs, loras=loras, settings=settings)
+            job = await jobs.admit(who, request, parent_job_id=parent_job_id, settings=settings)
         except MemberError as error:
             await reply(interaction, str(error))
             return
+        finally:
+            for file in files:
+                file.discard()
         self.bot.publisher.remember(job.id, interaction)
         where = ""
         if job.status_message_id is not None:

@@ -60,6 +60,7 @@ from jobs.request import EditOptions, EditRequest, InputRef, RecipeLora, build_r
 from storage import Storage
 from storage.models import (
     TERMINAL_STATES,
+    EffectiveSettings,
     Job,
     JobState,
     NewJob,
@@ -199,7 +200,8 @@ class JobService:
                     f"I couldn't download {file.label} from Discord. Attach it again."
                 ) from None
             infos.append(
-                inspect_image(
+                await asyncio.to_thread(  # decoding is CPU work; keep the event loop free
+                    inspect_image,
                     data,
                     f"{file.label} ({file.filename})",
                     max_bytes=self.config.max_input_bytes,
@@ -274,8 +276,9 @@ class JobService:
         inputs: list[InputRef],
         *,
         loras: list[RecipeLora] | None = None,
+        settings: EffectiveSettings | None = None,
     ) -> EditRequest:
-        settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
+        settings = settings or await self.storage.settings.effective(who.guild_id, who.channel_id)
         check_channel(settings)
         if loras is None:
             loras = await self.resolve_loras(who, [(p.name, p.scale) for p in options.loras])
@@ -290,8 +293,9 @@ class JobService:
             max_steps=settings.max_steps,
         )
 
-    async def check_allowed(self, who: Requester) -> None:
-        """Channel rules and the member's quota, before anything is downloaded or uploaded."""
+    async def check_allowed(self, who: Requester) -> EffectiveSettings:
+        """Channel rules and the member's quota, before anything is downloaded or uploaded.
+        Returns the settings read, for build() and admit() in the same request."""
         settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
         check_channel(settings)
         limits = quota_limits(settings.guild, who)
@@ -299,6 +303,7 @@ class JobService:
         if refusal is not None:
             self.metrics.refusals.labels(reason=refusal.kind).inc()
             raise Refused(describe_refusal(refusal, 1, limits))
+        return settings
 
     async def _precheck(self, who: Requester, limits: QuotaLimits) -> Refusal | None:
         """A non-binding look at the limits; admit() checks again atomically. Same order as
@@ -347,9 +352,10 @@ class JobService:
         *,
         parent_job_id: int | None = None,
         request_message_id: int | None = None,
+        settings: EffectiveSettings | None = None,
     ) -> Job:
         """Reserve quota and write the job atomically, show its status, start driving it."""
-        settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
+        settings = settings or await self.storage.settings.effective(who.guild_id, who.channel_id)
         check_channel(settings)
         limits = quota_limits(settings.guild, who)
         now = self._now()
