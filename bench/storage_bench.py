@@ -160,7 +160,7 @@ def _sync(value: str) -> Synchronous:
 
 def across_processes(path: Path, count: int, tasks: int, processes: int, sync: str) -> Phases:
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(processes)
+    barrier = context.Barrier(processes, timeout=120)  # a dead process must not hang the rest
     out = context.Queue()
     workers = [
         context.Process(
