@@ -110,7 +110,11 @@ class Connection:
         """Send queued writes to the thread, one batch at a time, until none are left."""
         try:
             while self._queued:
-                batch, self._queued = self._queued, []
+                # A writer cancelled before its batch left withdraws its work.
+                batch = [(work, future) for work, future in self._queued if not future.done()]
+                self._queued = []
+                if not batch:
+                    continue
                 works = [work for work, _ in batch]
                 try:
                     outcomes = await self._call(partial(_write_batch, works))
@@ -145,7 +149,7 @@ def _settle(
     translate: Callable[[BaseException], BaseException],
 ) -> None:
     for (_, future), (succeeded, value) in zip(batch, outcomes, strict=True):
-        if future.done():  # the writer was cancelled; its work ran (or not) all the same
+        if future.done():  # cancelled while its batch ran: the outcome stands regardless
             continue
         if succeeded:
             future.set_result(value)
