@@ -16,8 +16,8 @@ Writes are group-committed: while one batch is on the thread, new writes queue u
 together, as one BEGIN IMMEDIATE … COMMIT with a SAVEPOINT around each. Each write still
 succeeds or fails alone (a failing one is rolled back to its savepoint, the others commit),
 sees every earlier write of its batch, and learns its outcome only after the COMMIT. A lone
-writer gets a batch of one: no extra latency. Many concurrent writers share one round trip
-and one WAL append.
+writer sends its batch of one itself, so it pays nothing extra; many concurrent writers share
+one round trip and one WAL append.
 
 aiosqlite has no public "run this callable on your thread" call; `Connection._execute` is
 what its own `backup()` uses. aiosqlite is pinned, and the tests exercise this path.
@@ -57,6 +57,9 @@ class Connection:
         self._closed = False
         self._queued: list[tuple[Work[Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._busy = False  # a write batch is on the thread
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout: float, synchronous: Synchronous) -> Connection:
@@ -88,23 +91,45 @@ class Connection:
         everything it wrote, and is raised here."""
         if self._closed:
             raise StorageClosedError("storage is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queued.append((work, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
+        if self._busy:  # a batch is on the thread: go with the next one
+            future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            self._queued.append((work, future))
+            return await future
+        # Nothing in flight: this write is a batch of one, sent from here without a task hop.
+        self._set_busy(True)
+        try:
+            [(succeeded, value)] = await self._call(partial(_write_batch, [work]))
+        finally:
+            self._set_busy(False)
+            self._next_batch()
+        if not succeeded:
+            raise _translated(value, self._translate)
+        return cast(T, value)
 
     async def read(self, work: Work[T]) -> T:
         """Run `work` inside a read transaction, so every statement sees one snapshot."""
         return await self.run(partial(_read, work))
 
     async def close(self) -> None:
+        """Finish every write already queued, then close."""
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)  # let queued writes finish first
+        while self._busy:
+            await self._idle.wait()
         await self._aio.close()
+
+    def _set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        if busy:
+            self._idle.clear()
+        else:
+            self._idle.set()
+
+    def _next_batch(self) -> None:
+        if self._queued and not self._busy:
+            self._set_busy(True)
+            self._flusher = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
         """Send queued writes to the thread, one batch at a time, until none are left."""
@@ -131,6 +156,7 @@ class Connection:
             for _, future in self._queued:  # only after a cancellation: these never ran
                 future.cancel()
             self._queued = []
+            self._set_busy(False)
 
     def _translate(self, error: BaseException) -> BaseException:
         if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
@@ -141,6 +167,16 @@ class Connection:
         if isinstance(error, sqlite3.Error):
             return DatabaseError(f"database error: {error}")
         return error
+
+
+def _translated(
+    error: BaseException, translate: Callable[[BaseException], BaseException]
+) -> BaseException:
+    """The typed error for what a work raised on the thread, chained to the original."""
+    typed = translate(error)
+    if typed is not error and typed.__cause__ is None and isinstance(typed, StorageError):
+        typed.__cause__ = error
+    return typed
 
 
 def _settle(
@@ -154,10 +190,7 @@ def _settle(
         if succeeded:
             future.set_result(value)
         else:
-            error = translate(value)
-            if error is not value and error.__cause__ is None and isinstance(error, StorageError):
-                error.__cause__ = value
-            future.set_exception(error)
+            future.set_exception(_translated(value, translate))
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
