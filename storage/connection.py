@@ -64,7 +64,10 @@ class Connection:
     @classmethod
     async def open(cls, path: Path, *, busy_timeout: float, synchronous: Synchronous) -> Connection:
         # isolation_level=None: the sqlite3 module must not open transactions behind our back.
-        aio = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+        try:
+            aio = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+        except sqlite3.Error as error:
+            raise DatabaseError(f"cannot open the database at {path}: {error}") from error
         try:
             conn = cls(aio, path, busy_timeout)
             await conn.run(partial(_configure, busy_timeout=busy_timeout, synchronous=synchronous))

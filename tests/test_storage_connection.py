@@ -13,8 +13,8 @@ from storage import Storage
 FRAME = 24 + 4096  # WAL frame header + one page
 
 
-def wal_size(db_path: Path) -> int:
-    return Path(f"{db_path}-wal").stat().st_size
+def wal_size(storage_path: Path) -> int:
+    return Path(f"{storage_path}-wal").stat().st_size
 
 
 def set_then_fail(conn: sqlite3.Connection) -> None:
@@ -22,13 +22,13 @@ def set_then_fail(conn: sqlite3.Connection) -> None:
     raise ValueError("changed my mind")
 
 
-async def test_concurrent_writes_share_one_commit(storage: Storage, db_path: Path) -> None:
+async def test_concurrent_writes_share_one_commit(storage: Storage, storage_path: Path) -> None:
     await storage.settings.set_meta("warm", "up")
-    before = wal_size(db_path)
+    before = wal_size(storage_path)
 
     await asyncio.gather(*(storage.settings.set_meta(f"key-{n}", "v" * 20) for n in range(100)))
 
-    frames = (wal_size(db_path) - before) // FRAME
+    frames = (wal_size(storage_path) - before) // FRAME
     assert frames < 10, f"100 concurrent writes appended {frames} WAL frames"
     assert await storage.settings.get_meta("key-99") == "v" * 20
 
@@ -73,14 +73,14 @@ async def test_a_write_cancelled_before_it_ran_is_withdrawn(storage: Storage) ->
     assert await storage.settings.get_meta("last") == "3"
 
 
-async def test_close_finishes_queued_writes_first(db_path: Path) -> None:
-    storage = await Storage.open(db_path)
+async def test_close_finishes_queued_writes_first(storage_path: Path) -> None:
+    storage = await Storage.open(storage_path)
     writes = [asyncio.create_task(storage.settings.set_meta(f"k{n}", str(n))) for n in range(20)]
     await asyncio.sleep(0)  # every write is queued now
     await storage.close()
     await asyncio.gather(*writes)
 
-    reopened = await Storage.open(db_path)
+    reopened = await Storage.open(storage_path)
     try:
         assert await reopened.settings.get_meta("k19") == "19"
     finally:
