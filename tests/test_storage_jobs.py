@@ -177,6 +177,12 @@ async def test_budget_is_per_calendar_month_and_zero_means_no_cap(storage: Stora
         assert isinstance(outcome, Job)
 
 
+async def test_a_request_dearer_than_the_whole_budget_never_fits(storage: Storage) -> None:
+    refusal = await storage.jobs.admit(make_job(cost_usd=2.0), limits(None, budget=1.5), now=T0)
+    assert isinstance(refusal, Refusal)
+    assert (refusal.kind, refusal.used, refusal.next_free_at) == ("budget", 0.0, None)
+
+
 async def test_refund_goes_back_to_the_month_the_job_was_reserved_in(storage: Storage) -> None:
     march_end = datetime(2025, 3, 31, 23, 59, tzinfo=UTC)
     april = datetime(2025, 4, 1, 0, 5, tzinfo=UTC)
