@@ -245,3 +245,9 @@ async def test_connections_opening_a_new_file_at_once_all_switch_it_to_wal(
 async def test_an_unopenable_path_is_a_typed_error(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError, match="cannot open the database"):
         await Storage.open(tmp_path)  # a directory
+
+
+async def test_full_synchronous_can_be_chosen(storage_path: Path) -> None:
+    async with await Storage.open(storage_path, synchronous="FULL") as storage:
+        level = await storage._conn.run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+    assert level == 2  # FULL
