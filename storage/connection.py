@@ -64,9 +64,13 @@ class Connection:
     @classmethod
     async def open(cls, path: Path, *, busy_timeout: float, synchronous: Synchronous) -> Connection:
         # isolation_level=None: the sqlite3 module must not open transactions behind our back.
+        aio = aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
         try:
-            aio = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+            await aio
         except sqlite3.Error as error:
+            # After a failed connect aiosqlite stops its thread without waiting for it; wait
+            # here, or the thread reports into an event loop that may be closed by then.
+            await asyncio.to_thread(aio._thread.join, busy_timeout)
             raise DatabaseError(f"cannot open the database at {path}: {error}") from error
         try:
             conn = cls(aio, path, busy_timeout)

@@ -26,6 +26,9 @@ from storage import (
 from storage.clock import from_us, month_key
 from tests.storage_fixtures import T0, limits, make_job
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 WORKER = Path(__file__).resolve().parent / "storage_worker.py"
 
 

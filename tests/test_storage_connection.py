@@ -10,6 +10,9 @@ import pytest
 
 from storage import Storage
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 FRAME = 24 + 4096  # WAL frame header + one page
 
 

@@ -20,6 +20,9 @@ from storage import Job, JobState, QuotaLimits, Refusal, Storage
 from storage.clock import month_key, to_micro_usd
 from tests.storage_fixtures import make_job
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 START = datetime(2025, 1, 31, 20, 0, tzinfo=UTC)  # a month boundary is hours away
 USERS = (1, 2)
 

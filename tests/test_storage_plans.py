@@ -15,6 +15,9 @@ import pytest
 from storage import Job, JobState, Storage
 from tests.storage_fixtures import T0, limits, make_job
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 BIG_TABLES = ("jobs", "quota_ledger", "loras", "lora_changes", "guild_spend", "inputs")
 
 

@@ -13,6 +13,9 @@ import pytest
 from storage import DatabaseError, MigrationError, SchemaTooNewError, Storage, StorageClosedError
 from storage.schema import Migration, load_migrations, split_statements
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 REPO = Path(__file__).resolve().parent.parent
 
 
