@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -160,7 +161,7 @@ def _sync(value: str) -> Synchronous:
 
 def across_processes(path: Path, count: int, tasks: int, processes: int, sync: str) -> Phases:
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(processes)
+    barrier = context.Barrier(processes, timeout=120)  # a dead process must not hang the rest
     out = context.Queue()
     workers = [
         context.Process(
@@ -219,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="processes sharing one file")
     parser.add_argument("--synchronous", default="NORMAL", help="NORMAL or FULL")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    print(f"storage benchmark: {args.jobs:,} jobs per scenario, synchronous={args.synchronous}")
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(
+        f"storage benchmark: {args.jobs:,} jobs per scenario, synchronous={args.synchronous}, "
+        f"{os.cpu_count()} CPUs, load average {load} (figures move with it)"
+    )
     with tempfile.TemporaryDirectory(prefix="storage-bench-") as tmp:
         folder = Path(tmp)
         asyncio.run(single_connection(args, folder))

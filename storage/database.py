@@ -43,8 +43,8 @@ class Storage:
     ) -> Storage:
         """Open (creating if needed) the database and apply pending migrations.
 
-        Raises SchemaTooNewError, before changing anything, when the file was written by a
-        newer bot. `synchronous="FULL"` also survives power loss, at some write speed;
+        Raises SchemaTooNewError, before any migration or other write, when the file was
+        written by a newer bot. `synchronous="FULL"` also survives power loss, at some write speed;
         `migrations` replaces the packaged ones (tests and tools).
         """
         file = Path(path)

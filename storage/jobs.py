@@ -8,6 +8,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any, Unpack
 
@@ -193,7 +194,7 @@ class JobRepository:
         job_id: int,
         to: JobState,
         *,
-        expect: set[JobState] | frozenset[JobState] | None = None,
+        expect: AbstractSet[JobState] | None = None,
         now: datetime | None = None,
         **fields: Unpack[JobFields],
     ) -> Job:

@@ -79,7 +79,8 @@ def check_admission(
                 used=from_micro_usd(figures["month_spend"]),
                 limit=budget,
                 requested=from_micro_usd(cost_micro_usd),
-                next_free_at=next_month_start(now),
+                # A request dearer than the whole budget will not fit next month either.
+                next_free_at=None if cost_micro_usd > budget_micro else next_month_start(now),
             )
     limit = limits.images_per_window
     if limit is not None and figures["window_used"] + images > limit:

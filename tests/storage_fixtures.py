@@ -14,13 +14,13 @@ T0 = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
+def storage_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "bot.sqlite3"
 
 
 @pytest.fixture
-async def storage(db_path: Path) -> AsyncIterator[Storage]:
-    opened = await Storage.open(db_path)
+async def storage(storage_path: Path) -> AsyncIterator[Storage]:
+    opened = await Storage.open(storage_path)
     try:
         yield opened
     finally:

@@ -1,5 +1,6 @@
 """Subprocess helper for the storage concurrency and crash tests (not a test module).
 
+    python tests/storage_worker.py open DB                # ready → wait for "go" → open → version
     python tests/storage_worker.py admit DB COUNT LIMIT   # ready → wait for "go" → COUNT admits
     python tests/storage_worker.py write DB               # write jobs forever, report each commit
     python tests/storage_worker.py write DB STALL_AFTER   # … then hang inside a transaction
@@ -40,6 +41,14 @@ def new_job(user_id: int, n: int) -> NewJob:
         deadline_at=now + timedelta(minutes=15),
         lora_ids=[n % 5],
     )
+
+
+async def open_at_once(db: str) -> None:
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    storage = await Storage.open(db)
+    print(storage.schema_version, flush=True)
+    await storage.close()
 
 
 async def admit(db: str, count: int, limit: int) -> None:
@@ -113,7 +122,9 @@ async def write(db: str, stall_after: int | None) -> None:
 
 def main() -> None:
     mode, db, *rest = sys.argv[1:]
-    if mode == "admit":
+    if mode == "open":
+        asyncio.run(open_at_once(db))
+    elif mode == "admit":
         asyncio.run(admit(db, int(rest[0]), int(rest[1])))
     elif mode == "write":
         asyncio.run(write(db, int(rest[0]) if rest else None))

@@ -26,6 +26,9 @@ from storage import (
 from storage.clock import from_us, month_key
 from tests.storage_fixtures import T0, limits, make_job
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 WORKER = Path(__file__).resolve().parent / "storage_worker.py"
 
 
@@ -48,7 +51,7 @@ def ledger_summary(path: Path) -> tuple[int, int]:
     ids=["quota", "in_flight", "budget"],
 )
 async def test_500_concurrent_admissions_on_one_storage_never_exceed_a_limit(
-    storage: Storage, db_path: Path, rules: QuotaLimits, kind: str, admitted: int
+    storage: Storage, storage_path: Path, rules: QuotaLimits, kind: str, admitted: int
 ) -> None:
     outcomes = await asyncio.gather(
         *(storage.jobs.admit(make_job(cost_usd=0.042), rules, now=T0) for _ in range(500))
@@ -60,12 +63,12 @@ async def test_500_concurrent_admissions_on_one_storage_never_exceed_a_limit(
     assert len(refusals) == 500 - admitted
     assert {r.kind for r in refusals} == {kind}
     assert len({job.id for job in jobs}) == admitted
-    assert ledger_summary(db_path) == (admitted, admitted)
+    assert ledger_summary(storage_path) == (admitted, admitted)
 
 
-async def test_two_connections_on_one_file_admit_exactly_the_limit(db_path: Path) -> None:
-    first = await Storage.open(db_path)
-    second = await Storage.open(db_path)
+async def test_two_connections_on_one_file_admit_exactly_the_limit(storage_path: Path) -> None:
+    first = await Storage.open(storage_path)
+    second = await Storage.open(storage_path)
     try:
         outcomes = await asyncio.gather(
             *(
@@ -78,11 +81,11 @@ async def test_two_connections_on_one_file_admit_exactly_the_limit(db_path: Path
         await second.close()
 
     assert sum(isinstance(o, Job) for o in outcomes) == 10
-    assert ledger_summary(db_path) == (10, 10)
+    assert ledger_summary(storage_path) == (10, 10)
 
 
-async def test_two_processes_on_one_file_admit_exactly_the_limit(db_path: Path) -> None:
-    schema_only = await Storage.open(db_path)  # migrations are not what this test races
+async def test_two_processes_on_one_file_admit_exactly_the_limit(storage_path: Path) -> None:
+    schema_only = await Storage.open(storage_path)  # migrations are not what this test races
     await schema_only.close()
 
     processes = [
@@ -90,7 +93,7 @@ async def test_two_processes_on_one_file_admit_exactly_the_limit(db_path: Path) 
             sys.executable,
             str(WORKER),
             "admit",
-            str(db_path),
+            str(storage_path),
             "250",
             "10",
             stdin=asyncio.subprocess.PIPE,
@@ -112,7 +115,7 @@ async def test_two_processes_on_one_file_admit_exactly_the_limit(db_path: Path) 
         assert process.returncode == 0, err.decode()
     admitted = [json.loads(out) for out, _ in results]
     assert sum(len(ids) for ids in admitted) == 10
-    assert ledger_summary(db_path) == (10, 10)
+    assert ledger_summary(storage_path) == (10, 10)
 
 
 # --- crash safety ---------------------------------------------------------------------------
@@ -129,13 +132,13 @@ LEDGER_FOR = {
 ORDER = [JobState.ADMITTED, JobState.SUBMITTED, JobState.COMPLETED]
 
 
-async def run_writer_and_kill(db_path: Path, commits: int) -> dict[int, JobState]:
+async def run_writer_and_kill(storage_path: Path, commits: int) -> dict[int, JobState]:
     """Start the writer, let it report `commits` commits, SIGKILL it mid-stream."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(WORKER),
         "write",
-        str(db_path),
+        str(storage_path),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -154,8 +157,8 @@ async def run_writer_and_kill(db_path: Path, commits: int) -> dict[int, JobState
     return seen
 
 
-def check_consistent(db_path: Path, reported: dict[int, JobState]) -> int:
-    with closing(sqlite3.connect(db_path)) as conn:
+def check_consistent(storage_path: Path, reported: dict[int, JobState]) -> int:
+    with closing(sqlite3.connect(storage_path)) as conn:
         conn.row_factory = sqlite3.Row
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
@@ -203,25 +206,25 @@ def check_consistent(db_path: Path, reported: dict[int, JobState]) -> int:
 
 
 async def test_sigkill_mid_stream_loses_no_commit_and_leaves_no_half_written_job(
-    db_path: Path,
+    storage_path: Path,
 ) -> None:
     reported: dict[int, JobState] = {}
     total = 0
     for _ in range(3):  # kill, reopen, check, carry on writing to the same file
-        reported.update(await run_writer_and_kill(db_path, commits=150))
-        storage = await Storage.open(db_path)  # reopens cleanly after the crash
+        reported.update(await run_writer_and_kill(storage_path, commits=150))
+        storage = await Storage.open(storage_path)  # reopens cleanly after the crash
         await storage.close()
-        now_total = check_consistent(db_path, reported)
+        now_total = check_consistent(storage_path, reported)
         assert now_total > total
         total = now_total
 
 
-async def test_sigkill_inside_a_transaction_leaves_no_trace_of_it(db_path: Path) -> None:
+async def test_sigkill_inside_a_transaction_leaves_no_trace_of_it(storage_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(WORKER),
         "write",
-        str(db_path),
+        str(storage_path),
         "100",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -241,17 +244,17 @@ async def test_sigkill_inside_a_transaction_leaves_no_trace_of_it(db_path: Path)
         os.kill(process.pid, signal.SIGKILL)
         await process.wait()
 
-    check_consistent(db_path, reported)
-    with closing(sqlite3.connect(db_path)) as conn:
+    check_consistent(storage_path, reported)
+    with closing(sqlite3.connect(storage_path)) as conn:
         for table, column in (("jobs", "id"), ("quota_ledger", "job_id")):
             found = conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (stalled,))
             assert found.fetchone() is None, f"half-written job {stalled} in {table}"
 
 
-async def test_a_lock_held_past_the_busy_timeout_is_a_typed_error(db_path: Path) -> None:
-    storage = await Storage.open(db_path, busy_timeout=0.2)
+async def test_a_lock_held_past_the_busy_timeout_is_a_typed_error(storage_path: Path) -> None:
+    storage = await Storage.open(storage_path, busy_timeout=0.2)
     try:
-        with closing(sqlite3.connect(db_path, isolation_level=None)) as other:
+        with closing(sqlite3.connect(storage_path, isolation_level=None)) as other:
             other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
             with pytest.raises(StorageBusyError, match=r"stayed locked .* over 0\.2 s"):
                 await storage.jobs.admit(make_job(), limits(10), now=T0)

@@ -11,6 +11,9 @@ from pydantic import ValidationError
 from storage import Storage, StoredInput
 from tests.storage_fixtures import T0
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 SHA = "a" * 64
 
 

@@ -19,6 +19,9 @@ from storage import (
 )
 from tests.storage_fixtures import T0, limits, make_job
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -175,6 +178,12 @@ async def test_budget_is_per_calendar_month_and_zero_means_no_cap(storage: Stora
             make_job(cost_usd=5.0), limits(None, budget=uncapped), now=april
         )
         assert isinstance(outcome, Job)
+
+
+async def test_a_request_dearer_than_the_whole_budget_never_fits(storage: Storage) -> None:
+    refusal = await storage.jobs.admit(make_job(cost_usd=2.0), limits(None, budget=1.5), now=T0)
+    assert isinstance(refusal, Refusal)
+    assert (refusal.kind, refusal.used, refusal.next_free_at) == ("budget", 0.0, None)
 
 
 async def test_refund_goes_back_to_the_month_the_job_was_reserved_in(storage: Storage) -> None:

@@ -11,6 +11,9 @@ from pydantic import ValidationError
 from storage import DuplicateName, Lora, LoraLimitReached, LoraNotFound, Storage
 from tests.storage_fixtures import T0
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 ADMIN = 77
 URL = "https://huggingface.co/acme/anime/resolve/main/anime.safetensors"
 

@@ -9,6 +9,9 @@ import pytest
 from storage import Job, JobState, MemberUsage, Refusal, Storage
 from tests.storage_fixtures import T0, limits, make_job
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 HOUR = timedelta(hours=1)
 
 

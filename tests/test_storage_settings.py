@@ -9,6 +9,9 @@ from pydantic import ValidationError
 
 from storage import ChannelSettings, GuildSettings, Storage
 
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 async def test_a_server_without_settings_gets_the_defaults(storage: Storage) -> None:
     settings = await storage.settings.get(1)
