@@ -237,6 +237,25 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             "(role and member overrides still apply).",
         )
 
+    async def _set_override(
+        self,
+        interaction: discord.Interaction,
+        field: Literal["role_quotas", "user_quotas"],
+        target_id: int,
+        images: int,
+    ) -> GuildSettings:
+        """Set (or with a negative count, remove) one role's or member's quota override."""
+
+        def change(settings: GuildSettings) -> GuildSettings:
+            quotas = dict(getattr(settings, field))
+            if images < 0:
+                quotas.pop(target_id, None)
+            else:
+                quotas[target_id] = images
+            return settings.model_copy(update={field: quotas})
+
+        return await self._change(interaction, change)
+
     @quota.command(name="role", description="A quota for members with this role")
     @app_commands.describe(images="Images per window; the highest matching role wins (-1 removes)")
     async def quota_role(
@@ -245,15 +264,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         role: discord.Role,
         images: app_commands.Range[int, -1, 10_000],
     ) -> None:
-        def change(settings: GuildSettings) -> GuildSettings:
-            quotas = dict(settings.role_quotas)
-            if images < 0:
-                quotas.pop(role.id, None)
-            else:
-                quotas[role.id] = images
-            return settings.model_copy(update={"role_quotas": quotas})
-
-        settings = await self._change(interaction, change)
+        settings = await self._set_override(interaction, "role_quotas", role.id, images)
         if images < 0:
             text = f"Removed the quota override for {role.mention}."
         else:
@@ -269,15 +280,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         member: discord.Member,
         images: app_commands.Range[int, -1, 10_000],
     ) -> None:
-        def change(settings: GuildSettings) -> GuildSettings:
-            quotas = dict(settings.user_quotas)
-            if images < 0:
-                quotas.pop(member.id, None)
-            else:
-                quotas[member.id] = images
-            return settings.model_copy(update={"user_quotas": quotas})
-
-        settings = await self._change(interaction, change)
+        settings = await self._set_override(interaction, "user_quotas", member.id, images)
         if images < 0:
             text = f"Removed the quota override for {member.mention}."
         else:
