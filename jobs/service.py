@@ -392,8 +392,6 @@ class JobService:
             job.images,
             job.cost_usd,
         )
-        if request.loras:
-            await self.storage.loras.increment_uses([lora.id for lora in request.loras])
         # Submit first: the status message (a Discord round trip, serialised per channel by
         # discord.py's rate limiter) is posted meanwhile, off the member's critical path.
         self._spawn(job.id)
@@ -767,6 +765,8 @@ class JobService:
             job.id, JobState.DELIVERED, expect={JobState.COMPLETED}, result_message_id=message_id
         )
         log.info("job %s delivered message=%s", job.id, message_id)
+        if job.lora_ids:  # a LoRA's "uses" counts results members actually got
+            await self.storage.loras.increment_uses(job.lora_ids)
         await self.publisher.decorate(job)
         await self._show(
             job.id, StatusUpdate(phase="delivered", request=request, started_at=job.created_at)

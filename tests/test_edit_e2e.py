@@ -48,6 +48,8 @@ async def test_one_image_edit_posts_result_and_charges_quota(world: World) -> No
         world.emu.guild.id, world.emu.member("alice").id, 86400
     )
     assert usage.images_used == 1 and usage.in_flight == 0
+    lora = await world.bot.storage.loras.get(world.emu.guild.id, "claymation")
+    assert lora is not None and lora.uses == 1  # counted once the member got the result
 
 
 async def test_three_images_and_every_parameter_reach_fal(world: World) -> None:

@@ -96,12 +96,15 @@ async def test_fal_validation_failure_refunds_and_names_the_field(world: World) 
 
 async def test_fal_infrastructure_failure_refunds(world: World) -> None:
     world.fal.runner_failure_rate = 1.0
-    await started(world)
+    await world.add_lora("clay")
+    await started(world, lora="clay")
     failed = await world.job_in(1, "failed")
     assert failed.error is not None
     assert "infrastructure problem (runner_disconnected)" in failed.error
     assert "not charged" in failed.error
     assert await usage(world) == (0, 0)
+    lora = await world.bot.storage.loras.get(world.emu.guild.id, "clay")
+    assert lora is not None and lora.uses == 0  # a failed job is not a use
 
 
 async def test_nsfw_result_blocked_by_default_and_refunded(world: World) -> None:
