@@ -31,6 +31,12 @@ def delivery_nonce(job_id: int) -> str:
     return f"flux-job-{job_id}"
 
 
+def status_nonce(job_id: int) -> str:
+    """The status message's own nonce: a restart that never learned the id of the status
+    message it posted gets the same message back instead of leaving a stale second one."""
+    return f"flux-status-{job_id}"
+
+
 def _translate(error: discord.HTTPException, channel_id: int) -> DeliveryError:
     if isinstance(error, discord.Forbidden):
         return DeliveryForbidden(
@@ -69,6 +75,7 @@ class DiscordPublisher:
                 message = await channel.send(
                     content,
                     view=view or discord.utils.MISSING,
+                    nonce=status_nonce(job.id),
                     allowed_mentions=discord.AllowedMentions.none(),
                 )
                 return message.id
