@@ -716,7 +716,8 @@ class JobService:
                 delivery = Delivery(**{**_fields(delivery), "images": smaller, "reencoded": True})
                 message_id = await self.publisher.deliver(job, delivery)
         except DeliveryForbidden as error:
-            await self._finish(job.id, JobState.FAILED, error=str(error))
+            # The status message still says "Posting…": say why it stopped, there and privately.
+            await self._fail(job.id, request, f"{error} Your edit was not charged.")
             await self.publisher.notify(job, f"{error} Your edit was not charged.")
             return await self._reload(job.id)
         except DeliveryError as error:
