@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from datetime import timedelta
+from typing import Any
 
 import discord
 from discord.ext import commands
@@ -96,9 +97,11 @@ class DiscordPublisher:
             discord.File(io.BytesIO(image.data), filename=image.filename, spoiler=image.spoiler)
             for image in delivery.images
         ]
-        reference = None
+        # Reply to the status message when there is one. Without one the keyword is left out:
+        # send() treats a MISSING reference as an object and raises TypeError.
+        reply: dict[str, Any] = {}
         if job.status_message_id is not None:
-            reference = discord.MessageReference(
+            reply["reference"] = discord.MessageReference(
                 message_id=job.status_message_id,
                 channel_id=job.channel_id,
                 guild_id=job.guild_id,
@@ -111,7 +114,7 @@ class DiscordPublisher:
                 files=files,
                 view=result_view(job.id),
                 nonce=delivery_nonce(job.id),
-                reference=reference or discord.utils.MISSING,
+                **reply,
                 allowed_mentions=discord.AllowedMentions(
                     everyone=False, roles=False, users=[discord.Object(job.user_id)]
                 ),

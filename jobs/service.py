@@ -70,6 +70,7 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 STATUS_MIN_INTERVAL = 2.0
+_PROGRESS_PHASES = frozenset({"admitted", "queued", "running", "delivering"})
 MAX_RESULT_BYTES = 60 * 1024 * 1024
 
 
@@ -492,7 +493,8 @@ class JobService:
                     StatusUpdate(phase="delivering", request=request, started_at=job.created_at),
                     force=True,
                 )
-                await self._deliver(job, request)
+                # Reloaded: that status push may have just recorded the status message id.
+                await self._deliver(await self._reload(job_id), request)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -812,6 +814,8 @@ class JobService:
 
     async def _show(self, job_id: int, update: StatusUpdate) -> None:
         job = await self._reload(job_id)
+        if job.state in TERMINAL_STATES and update.phase in _PROGRESS_PHASES:
+            return  # a throttled progress update must not overwrite the job's final status
         try:
             created = await self.publisher.show_status(job, update)
         except DeliveryError:

@@ -8,9 +8,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from jobs.publisher import Delivery, ResultImage
+from jobs.request import EditRequest
 from storage.models import GuildSettings
 from tests.discord_emulator.permissions import Permission
 from tests.e2e import World
+from tests.images import png
 from tests.soak_faults import RESULT_POST, DiscordFaultConfig, run_discord_faults
 
 
@@ -131,3 +134,22 @@ async def test_discord_fault_mix_delivers_once_and_refunds_with_a_message(
     assert summary.delivered + summary.refunded == summary.jobs
     assert outcome.resumes >= 1 and outcome.identifies == 0
     assert outcome.refused_posts[429] >= 3 and outcome.refused_posts[500] >= 1
+
+
+async def test_result_posts_without_a_status_message_to_reply_to(world: World) -> None:
+    # After a crash that lost the status message's id and a restart whose status post Discord
+    # refused, delivery has nothing to reply to: the result must go out all the same.
+    await started(world)
+    job = await world.job_in(1, "delivered")
+    await world.result()
+    orphan = job.model_copy(update={"id": 99, "status_message_id": None})
+    delivery = Delivery(
+        request=EditRequest.model_validate(job.request),
+        images=[ResultImage(png(), "edit-99-1.png", "image/png", 640, 480)],
+        seed=1,
+        seconds=1.0,
+        cost_usd=job.cost_usd,
+    )
+    message_id = await world.bot.publisher.deliver(orphan, delivery)
+    posted = world.emu.message(message_id)
+    assert posted.reference is None and posted.files[0][0] == "edit-99-1.png"
