@@ -54,6 +54,7 @@ KNOBS: dict[str, type] = {
     "queue_delay": float,
     "run_time": float,
     "concurrency": int,
+    "paused": bool,
     "ingress_error_rate": float,
     "rate_limit_rate": float,
     "reset_rate": float,
@@ -202,6 +203,16 @@ class FalEmulator:
             await self._session.close()
 
     # -- knobs ----------------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """Hold every request in the queue (load tests: all in flight at once); set False to
+        let the runners start."""
+        return self.queue.paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self.queue.paused = value
 
     @property
     def concurrency(self) -> int:
