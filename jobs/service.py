@@ -70,7 +70,6 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 STATUS_MIN_INTERVAL = 2.0
-_PROGRESS_PHASES = frozenset({"admitted", "queued", "running", "delivering"})
 MAX_RESULT_BYTES = 60 * 1024 * 1024
 
 
@@ -814,8 +813,6 @@ class JobService:
 
     async def _show(self, job_id: int, update: StatusUpdate) -> None:
         job = await self._reload(job_id)
-        if job.state in TERMINAL_STATES and update.phase in _PROGRESS_PHASES:
-            return  # a throttled progress update must not overwrite the job's final status
         try:
             created = await self.publisher.show_status(job, update)
         except DeliveryError:

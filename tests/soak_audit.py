@@ -140,6 +140,35 @@ def private_notes(emu: DiscordEmulator, user_id: int) -> list[str]:
     return notes
 
 
+def told(emu: DiscordEmulator, job: JobRow, statuses: dict[int, list[Message]]) -> bool:
+    """A refunded job's member was told: its status message says so, or a private note did."""
+    if any(any(mark in m.content for mark in FAILURE_MARKS) for m in statuses.get(job.id, [])):
+        return True
+    return any("not charged" in note for note in private_notes(emu, job.user_id))
+
+
+def settled(emu: DiscordEmulator, db_path: Path) -> bool:
+    """Every job has ended and what ends it has reached Discord: its result, or the message
+    telling the member it failed. (The row changes first; the message follows it.)"""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        open_jobs = conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state NOT IN "
+            "('delivered', 'failed', 'cancelled', 'expired')"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    if open_jobs:
+        return False
+    results, statuses = result_messages(emu), status_messages(emu)
+    for job in read_jobs(db_path):
+        if job.state == JobState.DELIVERED and not results.get(job.id):
+            return False
+        if job.state in REFUND_STATES and not told(emu, job, statuses):
+            return False
+    return True
+
+
 def fal_submits_by_prompt(fal: FalEmulator) -> Counter[str]:
     return Counter(
         str(job.body.get("prompt")) for job in fal.jobs.values() if isinstance(job.body, dict)
@@ -192,11 +221,7 @@ async def audit(
             summary.problems.append(f"job {job.id} {job.state} with ledger {job.ledger}")
         if job.state in REFUND_STATES:
             summary.refunded += 1
-        status_told = any(
-            any(mark in m.content for mark in FAILURE_MARKS) for m in statuses.get(job.id, [])
-        )
-        privately_told = any("not charged" in note for note in private_notes(emu, job.user_id))
-        if not (status_told or privately_told):
+        if not told(emu, job, statuses):
             summary.lost += 1
             summary.problems.append(f"job {job.id} {job.state} and the member was never told")
 

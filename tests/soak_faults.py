@@ -20,8 +20,8 @@ from tests.emulator_watch import Watch, is_status_message
 from tests.fal_emulator.fixtures import FAST_POLL, fast_retry
 from tests.fal_emulator.server import FalEmulator
 from tests.images import png
-from tests.soak_audit import Summary, audit
-from tests.soak_kill import MEMBERS, unfinished_jobs
+from tests.soak_audit import Summary, audit, settled
+from tests.soak_kill import MEMBERS
 
 RESULT_POST = r"/channels/\d+/messages$"
 
@@ -51,9 +51,10 @@ class Stage:
         )
 
     async def settle(self, within: float = 60.0) -> None:
-        """Every job admitted so far has ended (re-checked at each emulator change)."""
+        """Every job admitted so far has ended and its member has seen how (re-checked at
+        each emulator change)."""
         await self.watch.until(
-            lambda: unfinished_jobs(self.db_path) == 0, within, "jobs still unfinished"
+            lambda: settled(self.emu, self.db_path), within, "jobs unfinished or untold"
         )
 
     async def replies(self, interactions: list[Interaction]) -> list[str]:

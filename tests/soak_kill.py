@@ -26,13 +26,14 @@ from tests.images import png
 from tests.soak_audit import (
     Summary,
     audit,
+    read_jobs,
     result_messages,
+    settled,
     status_messages,
     stored_request_ids,
 )
 
 MEMBERS = ("alice", "bob", "carol", "dave", "erin")
-TERMINAL_SQL = "('delivered', 'failed', 'cancelled', 'expired')"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class KillOutcome:
     kills: list[tuple[str, int]] = field(default_factory=list)
     resent: int = 0  # commands lost before admission (nothing stored, nothing charged)
     status_duplicates: int = 0
+    unreplied_results: int = 0
     nonce_replays: int = 0  # result posts Discord answered with the message it already had
     log_path: Path | None = None
 
@@ -103,15 +105,6 @@ def admitted_prompts(path: Path) -> dict[str, int]:
     finally:
         conn.close()
     return {str(prompt): int(job_id) for job_id, prompt in rows}
-
-
-def unfinished_jobs(path: Path) -> int:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        row = conn.execute(f"SELECT COUNT(*) FROM jobs WHERE state NOT IN {TERMINAL_SQL}")
-        return int(row.fetchone()[0])
-    finally:
-        conn.close()
 
 
 def bot_settings(emu: DiscordEmulator, fal: FalEmulator, db_path: Path) -> dict[str, str]:
@@ -212,9 +205,9 @@ async def run_kill_scenario(
 
             # Every command became a job; wait until each job has ended.
             await watch.until(
-                lambda: unfinished_jobs(db_path) == 0,
+                lambda: settled(emu, db_path),
                 config.round_timeout,
-                f"jobs still unfinished; bot log:\n{bot.log_tail()}",
+                f"jobs unfinished or untold; bot log:\n{bot.log_tail()}",
             )
             await bot.stop()
         finally:
@@ -239,6 +232,16 @@ async def run_kill_scenario(
             if r.method == "POST" and r.path.endswith("/messages") and r.files and r.status == 200
         ]
         outcome.nonce_replays = len(result_posts) - sum(len(v) for v in results.values())
+        # Each result replies to its job's status message, even when a restart had to find
+        # that message again through its nonce.
+        status_ids = {job.id: job.status_message_id for job in read_jobs(db_path)}
+        outcome.unreplied_results = sum(
+            1
+            for job_id, posted in results.items()
+            for message in posted
+            if str((message.reference or {}).get("message_id")) != str(status_ids.get(job_id))
+        )
+        summary.figures["unreplied_results"] = str(outcome.unreplied_results)
         moments = Counter(moment for moment, _ in outcome.kills)
         summary.figures["kills"] = str(len(outcome.kills))
         summary.figures["unknown_window_submits"] = str(len(unknown_window))

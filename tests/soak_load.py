@@ -22,8 +22,8 @@ from tests.discord_emulator import DiscordEmulator
 from tests.emulator_watch import Cursor, Watch, is_result_message
 from tests.fal_emulator.server import FalEmulator
 from tests.images import png
-from tests.soak_audit import Summary, audit
-from tests.soak_kill import bot_settings, prepare_database, unfinished_jobs
+from tests.soak_audit import Summary, audit, settled
+from tests.soak_kill import bot_settings, prepare_database
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ async def run_load(
                 f"{len(posted_at)} of {config.jobs} results; bot log:\n{bot.log_tail()}",
             )
             await watch.until(
-                lambda: unfinished_jobs(db_path) == 0, config.timeout, "jobs still unfinished"
+                lambda: settled(emu, db_path), config.timeout, "jobs unfinished or untold"
             )
             os.kill(bot.pid, signal.SIGUSR2)
             await bot.stop()

@@ -18,6 +18,7 @@ async def test_sigkill_at_every_moment_delivers_each_job_once(tmp_path: Path) ->
     assert len(outcome.kills) >= 10
     # A restart that never learned its status message's id gets the same message back.
     assert outcome.status_duplicates == 0
+    assert outcome.unreplied_results == 0  # every result replies to its status message
     # Each kill between Discord creating a result and the bot recording it was answered on
     # restart by Discord's nonce check with the same message, not a second one.
     posting_kills = sum(1 for moment, _ in outcome.kills if moment == "posting")
