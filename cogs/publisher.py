@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from datetime import timedelta
+from typing import Any
 
 import discord
 from discord.ext import commands
@@ -30,6 +31,12 @@ LIVE_PHASES = {"admitted", "queued", "running"}
 def delivery_nonce(job_id: int) -> str:
     """Deterministic per job: Discord drops a second send with the same nonce (enforce_nonce)."""
     return f"flux-job-{job_id}"
+
+
+def status_nonce(job_id: int) -> str:
+    """The status message's own nonce: a restart that never learned the id of the status
+    message it posted gets the same message back instead of leaving a stale second one."""
+    return f"flux-status-{job_id}"
 
 
 def _translate(
@@ -75,6 +82,7 @@ class DiscordPublisher:
                 message = await channel.send(
                     content,
                     view=view or discord.utils.MISSING,
+                    nonce=status_nonce(job.id),
                     allowed_mentions=discord.AllowedMentions.none(),
                 )
                 return message.id
@@ -95,9 +103,11 @@ class DiscordPublisher:
             discord.File(io.BytesIO(image.data), filename=image.filename, spoiler=image.spoiler)
             for image in delivery.images
         ]
-        reference = None
+        # Reply to the status message when there is one. Without one the keyword is left out:
+        # send() treats a MISSING reference as an object and raises TypeError.
+        reply: dict[str, Any] = {}
         if job.status_message_id is not None:
-            reference = discord.MessageReference(
+            reply["reference"] = discord.MessageReference(
                 message_id=job.status_message_id,
                 channel_id=job.channel_id,
                 guild_id=job.guild_id,
@@ -110,7 +120,7 @@ class DiscordPublisher:
                 files=files,
                 view=result_view(job.id),
                 nonce=delivery_nonce(job.id),
-                reference=reference or discord.utils.MISSING,
+                **reply,
                 allowed_mentions=discord.AllowedMentions(
                     everyone=False, roles=False, users=[discord.Object(job.user_id)]
                 ),

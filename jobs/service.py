@@ -529,7 +529,8 @@ class JobService:
                     StatusUpdate(phase="delivering", request=request, started_at=job.created_at),
                     force=True,
                 )
-                await self._deliver(job, request)
+                # Reloaded: that status push may have just recorded the status message id.
+                await self._deliver(await self._reload(job_id), request)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -755,7 +756,8 @@ class JobService:
                 delivery = Delivery(**{**_fields(delivery), "images": smaller, "reencoded": True})
                 message_id = await self.publisher.deliver(job, delivery)
         except DeliveryForbidden as error:
-            await self._finish(job.id, JobState.FAILED, error=str(error))
+            # The status message still says "Posting…": say why it stopped, there and privately.
+            await self._fail(job.id, request, f"{error} Your edit was not charged.")
             await self.publisher.notify(job, f"{error} Your edit was not charged.")
             return await self._reload(job.id)
         except DeliveryError as error:

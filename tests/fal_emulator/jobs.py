@@ -71,6 +71,17 @@ class JobQueue:
         self._by_key: dict[tuple[int, int], Job] = {}
         self._ready: dict[tuple[int, int], asyncio.Future[None]] = {}
         self.running = 0
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        """While paused no runner picks a request up; requests keep queueing."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self._paused = value
+        self._dispatch()
 
     @property
     def concurrency(self) -> int:
@@ -123,7 +134,7 @@ class JobQueue:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        while self.running < self._concurrency and self._ready:
+        while not self._paused and self.running < self._concurrency and self._ready:
             key = min(self._ready)
             future = self._ready.pop(key)
             if future.done():

@@ -260,11 +260,14 @@ async def stream(
             return response
         sent = 0
         last: tuple[Any, ...] | None = None
+        drop_after = emu.sse_drop_after
+        if emu.sse_drop_rate > 0 and emu.rng.random() < emu.sse_drop_rate:
+            drop_after = 1  # this stream breaks after its first event
         while True:
             changed = job.changed  # taken before the snapshot, so no change slips between
             snapshot = _snapshot(emu, job)
             if snapshot != last:
-                if emu.sse_drop_after is not None and sent >= emu.sse_drop_after:
+                if drop_after is not None and sent >= drop_after:
                     if emu.sse_drop_mode == "abort" and request.transport is not None:
                         request.transport.abort()
                     return response

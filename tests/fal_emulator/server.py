@@ -54,6 +54,7 @@ KNOBS: dict[str, type] = {
     "queue_delay": float,
     "run_time": float,
     "concurrency": int,
+    "paused": bool,
     "ingress_error_rate": float,
     "rate_limit_rate": float,
     "reset_rate": float,
@@ -63,6 +64,7 @@ KNOBS: dict[str, type] = {
     "runner_failure_type": str,
     "sse_enabled": bool,
     "sse_drop_after": int,
+    "sse_drop_rate": float,
     "sse_drop_mode": str,
     "sse_silent": bool,
     "sse_ping_interval": float,
@@ -127,6 +129,7 @@ class FalEmulator:
         # -- knobs: SSE --
         self.sse_enabled = True
         self.sse_drop_after: int | None = None  # drop the stream after this many events
+        self.sse_drop_rate = 0.0  # each stream, with this chance, drops after its first event
         self.sse_drop_mode = "abort"  # "abort": connection reset; "eof": clean end
         self.sse_silent = False  # open the stream, then never send an event or a ping
         self.sse_ping_interval = 15.0
@@ -200,6 +203,16 @@ class FalEmulator:
             await self._session.close()
 
     # -- knobs ----------------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """Hold every request in the queue (load tests: all in flight at once); set False to
+        let the runners start."""
+        return self.queue.paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self.queue.paused = value
 
     @property
     def concurrency(self) -> int:
