@@ -12,6 +12,8 @@ from discord.ext import commands
 from cogs.common import MEMBER_FACING, channel_is_nsfw, flux_bot, is_bot_manager, member_text, reply
 from cogs.edit import lora_autocomplete
 from cogs.render import quote_prompt
+from jobs.errors import BadRequest
+from jobs.loras import check_name
 from storage.models import Lora
 
 if TYPE_CHECKING:
@@ -144,13 +146,18 @@ class Loras(commands.Cog):
             embed, view = await render_page(self.bot, guild_id, 0, nsfw)
             await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
             return
-        lora = await self.bot.storage.loras.get(guild_id, name.strip())
+        try:
+            name = check_name(name)  # refuses invisible and direction characters before echoing
+        except BadRequest as error:
+            await reply(interaction, str(error))
+            return
+        lora = await self.bot.storage.loras.get(guild_id, name)
         if (
             lora is None
             or (not lora.enabled and not interaction.permissions.manage_guild)
             or (lora.nsfw and not nsfw)
         ):
-            await reply(interaction, f"This server has no LoRA named `{name.strip()[:40]}`.")
+            await reply(interaction, f"This server has no LoRA named `{name}`.")
             return
         history = None
         if await is_bot_manager(interaction):
