@@ -169,7 +169,8 @@ def network_log() -> Iterator[NetworkLog]:
 @dataclass
 class BadInputTally:
     tried: int = 0
-    answered: int = 0
+    answered: int = 0  # the specific message, privately
+    passed: int = 0  # ...and no job, nothing charged, the next edit delivered
     failures: list[str] = field(default_factory=list)
 
 
