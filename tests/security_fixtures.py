@@ -181,7 +181,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if TALLY.tried:
         terminalreporter.write_sep("-", "bad inputs (issue 11)")
         terminalreporter.write_line(
-            f"bad inputs tried: {TALLY.tried}; answered with their clear message: {TALLY.answered}"
+            f"bad inputs tried: {TALLY.tried}; answered with their specific message: "
+            f"{TALLY.answered}; also no job, no charge and the next edit delivered: {TALLY.passed}"
         )
         for failure in TALLY.failures:
-            terminalreporter.write_line(f"  no clear answer: {failure}")
+            terminalreporter.write_line(f"  failed: {failure}")
