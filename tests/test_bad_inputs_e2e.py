@@ -814,6 +814,18 @@ ADMIN_ROWS: list[Row] = [
         PRIVATE,
     ),
     Row(
+        "admin lora add: loopback in circled digits (①②⑦.0.0.1)",
+        "carol",
+        admin("lora add", add(path="https://①②⑦.0.0.1/a.safetensors")),
+        PRIVATE + " (127.0.0.1)",
+    ),
+    Row(
+        "admin lora add: carrier-grade NAT address",
+        "carol",
+        admin("lora add", add(path="https://100.64.0.1/a.safetensors")),
+        PRIVATE,
+    ),
+    Row(
         "admin lora add: local path",
         "carol",
         admin("lora add", add(path="../../etc/passwd")),
