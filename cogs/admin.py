@@ -45,8 +45,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         # Discord's default_permissions can be overridden per role by the server; check again.
         if await is_bot_manager(interaction):
             return True
-        await reply(interaction, NOT_MANAGER)
-        return False
+        # Raised, not answered here: discord.py turns a False into a second, generic CheckFailure
+        # that the error handler would post after this refusal.
+        raise app_commands.CheckFailure(NOT_MANAGER)
 
     async def _settings(self, interaction: discord.Interaction) -> GuildSettings:
         assert interaction.guild_id is not None
