@@ -54,6 +54,7 @@ def over_cap() -> bytes:
 class Answer:
     text: str
     private: bool
+    ix: Interaction | None = None  # the interaction answered, to count what the member read
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Desk:
 
     async def answer(self, ix: Interaction) -> Answer:
         text = await self.world.reply_text(ix)
-        return Answer(text, ix.ephemeral)
+        return Answer(text, ix.ephemeral, ix)
 
     async def slash(
         self,
@@ -176,7 +177,7 @@ class Desk:
         opened = await self.emu.context_menu(member, general, CONTEXT_MENU, message)
         callback = await opened.response()
         if opened.modal is None:  # refused before the modal: the answer is the callback
-            return Answer(str(callback.data.get("content", "")), opened.ephemeral)
+            return Answer(str(callback.data.get("content", "")), opened.ephemeral, opened)
         values = {"Prompt": prompt, "LoRAs (up to 3, comma-separated)": loras}
         return await self.submit(who, opened, values)
 
@@ -323,6 +324,9 @@ async def run_table(world: World, rows: list[Row], prepare: Hook) -> None:
                 if row.teardown is not None:
                     await row.teardown(desk)
             await desk.deliver(row.actor)  # the next request is served normally
+            if answer.ix is not None and row.accepted is None:
+                read = {m.id for m in [answer.ix.original, *answer.ix.followups] if m}
+                assert len(read) == 1, f"the member got {len(read)} messages"
             TALLY.passed += 1
         except Exception as error:  # collect every row's failure, then fail once
             failures.append(f"{row.name}: {type(error).__name__}: {error}")
