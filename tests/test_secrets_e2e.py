@@ -113,7 +113,7 @@ async def test_a_whole_job_at_debug_level_shows_no_secret(
     world.fal.runner_failure_rate = 1.0
     ix = await world.edit(prompt="this one fails", images=[png(640, 480, (9, 9, 9))])
     assert "is on its way" in await world.reply_text(ix)
-    await world.job_in(3, "failed", "delivered")
+    await world.job_in(3, "failed")
     world.fal.runner_failure_rate = 0.0
 
     assert len(debug_log.lines) > 100, "DEBUG logging was not on"
