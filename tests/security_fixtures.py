@@ -109,6 +109,19 @@ def raw_click(
     )
 
 
+def modal_fields(modal: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """label → (custom_id, prefilled value) of each text input (row or label layout)."""
+    fields: dict[str, tuple[str, str]] = {}
+    for top in modal["components"]:
+        if top["type"] == 18:
+            inner = top["component"]
+            fields[top["label"]] = (inner["custom_id"], inner.get("value") or "")
+        else:
+            for component in top.get("components", []):
+                fields[component["label"]] = (component["custom_id"], component.get("value") or "")
+    return fields
+
+
 # ---------------------------------------------------------------------------- network log
 
 

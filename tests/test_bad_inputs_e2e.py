@@ -32,7 +32,7 @@ from tests.discord_emulator.messages import Attachment, Message
 from tests.discord_emulator.world import Member
 from tests.e2e import World, is_status
 from tests.images import animated_gif, bomb_png, png
-from tests.security_fixtures import TALLY, raw_slash
+from tests.security_fixtures import TALLY, modal_fields, raw_slash
 
 CONTEXT_MENU = "Edit with FLUX.2 LoRA…"
 INVISIBLE_NAME = "LoRA names can't contain invisible or direction-changing characters"
@@ -248,19 +248,6 @@ class Desk:
                 if m.author_id == self.emu.bot_user.id
             },
         )
-
-
-def modal_fields(modal: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """label → (custom_id, prefilled value) of each text input (row or label layout)."""
-    fields: dict[str, tuple[str, str]] = {}
-    for top in modal["components"]:
-        if top["type"] == 18:
-            inner = top["component"]
-            fields[top["label"]] = (inner["custom_id"], inner.get("value") or "")
-        else:
-            for component in top.get("components", []):
-                fields[component["label"]] = (component["custom_id"], component.get("value") or "")
-    return fields
 
 
 Act = Callable[[Desk], Awaitable[Answer]]

@@ -17,8 +17,7 @@ from aiohttp import web
 from tests.discord_emulator.interactions import Interaction
 from tests.e2e import World
 from tests.images import png
-from tests.security_fixtures import NetworkLog
-from tests.test_bad_inputs_e2e import modal_fields
+from tests.security_fixtures import NetworkLog, modal_fields
 
 
 class Canary:
