@@ -23,6 +23,7 @@ DESCRIPTION_MAX = 300
 TRIGGER_MAX = 10
 TRIGGER_LEN_MAX = 60
 SCALE_MIN, SCALE_MAX = 0.0, 4.0
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f]")  # zero-width joiners stay: emoji
 _BLOCKED_HOSTS = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 # Dot-separated labels of letters, digits, - and _ (an optional final dot), or an IPv6 literal.
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
@@ -176,6 +177,11 @@ def parse_triggers(text: str | None) -> list[str]:
 
 def check_description(text: str | None) -> str:
     text = (text or "").strip()
+    if _BIDI.search(text):
+        raise BadRequest(
+            "Descriptions can't contain direction-changing characters: they would reorder "
+            "what members read in the LoRA list."
+        )
     if len(text) > DESCRIPTION_MAX:
         raise BadRequest(
             f"The description is {len(text)} characters; the limit is {DESCRIPTION_MAX}."
