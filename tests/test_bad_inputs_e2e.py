@@ -859,6 +859,12 @@ ADMIN_ROWS: list[Row] = [
         "The description is 301 characters; the limit is 300.",
     ),
     Row(
+        "admin lora add: right-to-left override in the description",
+        "carol",
+        admin("lora add", add(description="nice \u202eecin")),
+        "Descriptions can't contain direction-changing characters",
+    ),
+    Row(
         "admin lora edit: nothing to change",
         "carol",
         admin("lora edit", {"name": "clay"}),
@@ -1221,6 +1227,12 @@ ITERATE_ROWS: list[Row] = [
         "Seed must be a whole number; you gave `abc`.",
     ),
     Row(
+        "modal Tweak: seed with a right-to-left override",
+        "alice",
+        tweak({"Seed (empty for a new random one)": "\u202e12a"}),
+        "Seed must be a whole number; you gave `12a`.",
+    ),
+    Row(
         "modal Tweak: negative seed",
         "alice",
         tweak({"Seed (empty for a new random one)": "-5"}),
@@ -1278,6 +1290,12 @@ ITERATE_ROWS: list[Row] = [
         "context menu: zero-width LoRA name",
         "alice",
         context(images((png(), "a.png", None)), "cl\u200bay"),
+        INVISIBLE_NAME,
+    ),
+    Row(
+        "context menu: right-to-left LoRA name with a scale",
+        "alice",
+        context(images((png(), "a.png", None)), "\u202eyalc:abc"),
         INVISIBLE_NAME,
     ),
     Row(

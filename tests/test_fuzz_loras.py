@@ -54,6 +54,10 @@ INVISIBLE = st.sampled_from(
 NAME_CHARS = st.sampled_from(string.ascii_letters + string.digits + "-_ .'\";`é\u0430")
 
 
+# Embeddings, overrides, isolates and marks: what reorders the text a reader sees.
+BIDI_CONTROLS = {"LRE", "RLE", "PDF", "LRO", "RLO", "LRI", "RLI", "FSI", "PDI", "LRM", "RLM"}
+
+
 def is_invisible(ch: str) -> bool:
     return unicodedata.category(ch) in {"Cf", "Cc", "Zl", "Zp"}
 
@@ -245,3 +249,4 @@ def test_triggers_and_descriptions_are_bounded(text: str | None) -> None:
     except BadRequest:
         return
     assert len(description) <= DESCRIPTION_MAX
+    assert not any(unicodedata.bidirectional(ch) in BIDI_CONTROLS for ch in description)
