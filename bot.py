@@ -38,6 +38,7 @@ log = logging.getLogger("bot")
 # One extension per feature, loaded in setup_hook (RoboDanny's layout).
 EXTENSIONS: tuple[str, ...] = (
     "cogs.errors",
+    "cogs.options",
     "cogs.edit",
     "cogs.iterate",
     "cogs.loras",

@@ -163,7 +163,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
                 raise BadRequest("Nothing to change: give at least one option besides the name.")
             before = await self.bot.storage.loras.get(interaction.guild_id, name.strip())
             lora = await self.bot.storage.loras.update(
-                interaction.guild_id, name.strip(), interaction.user.id, **changes
+                interaction.guild_id, check_name(name), interaction.user.id, **changes
             )
         except MEMBER_FACING as error:
             await reply(interaction, member_text(error))
@@ -180,7 +180,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         assert interaction.guild_id is not None
         try:
             lora = await self.bot.storage.loras.set_enabled(
-                interaction.guild_id, name.strip(), enabled, actor_id=interaction.user.id
+                interaction.guild_id, check_name(name), enabled, actor_id=interaction.user.id
             )
         except MEMBER_FACING as error:
             await reply(interaction, member_text(error))
@@ -202,9 +202,14 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     @app_commands.autocomplete(name=admin_lora_autocomplete)
     async def remove(self, interaction: discord.Interaction, name: str) -> None:
         assert interaction.guild_id is not None
-        lora = await self.bot.storage.loras.get(interaction.guild_id, name.strip())
+        try:
+            name = check_name(name)
+        except BadRequest as error:
+            await reply(interaction, str(error))
+            return
+        lora = await self.bot.storage.loras.get(interaction.guild_id, name)
         if lora is None:
-            await reply(interaction, f"This server has no LoRA named `{name.strip()[:40]}`.")
+            await reply(interaction, f"This server has no LoRA named `{name}`.")
             return
         view = ConfirmRemove(self.bot, lora, interaction.user.id)
         await interaction.response.send_message(

@@ -15,6 +15,7 @@ from storage.errors import DuplicateName, LoraLimitReached, LoraNotFound
 
 # Storage refusals an admin can act on; anything else is our bug and goes to the log.
 MEMBER_FACING = (MemberError, DuplicateName, LoraLimitReached, LoraNotFound)
+MESSAGE_MAX = 2000
 
 
 def member_text(error: BaseException) -> str:
@@ -116,6 +117,7 @@ def _retrieve(task: asyncio.Task[bytes]) -> None:
 async def reply(interaction: discord.Interaction, text: str, *, ephemeral: bool = True) -> None:
     """Answer an interaction whether or not it was deferred; never raises."""
     mentions = discord.AllowedMentions.none()
+    text = text[:MESSAGE_MAX]  # a longer answer is refused by Discord and the member sees nothing
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(

@@ -11,9 +11,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.common import AttachmentInput, channel_is_nsfw, flux_bot, reply, requester_from
+from cogs.options import shown
 from cogs.render import RERUN_EMOJI
 from cogs.views import RESULT_HANDLERS
 from jobs.errors import BadRequest, MemberError
+from jobs.loras import check_name
 from jobs.policy import Requester
 from jobs.request import MAX_IMAGES_IN, EditOptions, EditRequest, LoraPick
 from storage.models import Job
@@ -163,14 +165,14 @@ def _parse_int(name: str, text: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
-        raise BadRequest(f"{name} must be a whole number; you gave `{text[:20]}`.") from None
+        raise BadRequest(f"{name} must be a whole number; you gave `{shown(text)}`.") from None
 
 
 def _parse_float(name: str, text: str) -> float:
     try:
         return float(text.strip().replace(",", "."))
     except ValueError:
-        raise BadRequest(f"{name} must be a number; you gave `{text[:20]}`.") from None
+        raise BadRequest(f"{name} must be a number; you gave `{shown(text)}`.") from None
 
 
 def parse_lora_list(text: str) -> list[LoraPick]:
@@ -181,11 +183,9 @@ def parse_lora_list(text: str) -> list[LoraPick]:
         if not part:
             continue
         name, sep, scale = part.partition(":")
+        name = check_name(name)  # before it is echoed in a message about its scale
         picks.append(
-            LoraPick(
-                name=name.strip(),
-                scale=_parse_float(f"The scale of {name.strip()}", scale) if sep else None,
-            )
+            LoraPick(name=name, scale=_parse_float(f"The scale of {name}", scale) if sep else None)
         )
     if len(picks) > 3:
         raise BadRequest("At most 3 LoRAs can be combined.")

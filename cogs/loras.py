@@ -14,6 +14,8 @@ from cogs.common import MEMBER_FACING, channel_is_nsfw, flux_bot, is_bot_manager
 from cogs.edit import lora_autocomplete
 from cogs.lora_choices import search_choices
 from cogs.render import FIELD_MAX, quote_prompt
+from jobs.errors import BadRequest
+from jobs.loras import check_name
 from storage.models import Lora, LoraChange
 
 if TYPE_CHECKING:
@@ -194,10 +196,15 @@ class Loras(commands.Cog):
             embed, view = await render_page(self.bot, guild_id, 0, nsfw)
             await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
             return
-        lora = await self.bot.storage.loras.get(guild_id, name.strip())
+        try:
+            name = check_name(name)  # refuses invisible and direction characters before echoing
+        except BadRequest as error:
+            await reply(interaction, str(error))
+            return
+        lora = await self.bot.storage.loras.get(guild_id, name)
         manager = await is_bot_manager(interaction)
         if lora is None or (not lora.enabled and not manager) or (lora.nsfw and not nsfw):
-            await reply(interaction, f"This server has no LoRA named `{name.strip()[:40]}`.")
+            await reply(interaction, f"This server has no LoRA named `{name}`.")
             return
         history = None
         if manager:

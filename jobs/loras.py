@@ -23,7 +23,11 @@ DESCRIPTION_MAX = 300
 TRIGGER_MAX = 10
 TRIGGER_LEN_MAX = 60
 SCALE_MIN, SCALE_MAX = 0.0, 4.0
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f]")  # zero-width joiners stay: emoji
 _BLOCKED_HOSTS = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+# Dot-separated labels of letters, digits, - and _ (an optional final dot), or an IPv6 literal.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+_HOST_RE = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?|[0-9a-f:.]+(?:%[\w.-]+)?")
 
 
 def _has_invisible(text: str) -> bool:
@@ -54,14 +58,30 @@ def _private_host(host: str) -> bool:
     except ValueError:
         # Integer or hex IP spellings (2130706433, 0x7f.1): no legitimate host looks like this.
         return re.fullmatch(r"(0x[0-9a-f]+|\d+)(\.(0x[0-9a-f]+|\d+)){0,3}", host) is not None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    # Not globally routable covers shared (100.64/10), documentation and benchmark ranges too.
     return (
-        address.is_private
+        not address.is_global
+        or address.is_private
         or address.is_loopback
         or address.is_link_local
         or address.is_reserved
         or address.is_multicast
         or address.is_unspecified
     )
+
+
+def _resolver_host(host: str) -> str:
+    """The host as resolvers read it: Unicode look-alikes folded (①②⑦ → 127, ⓛ → l), IDNA."""
+    folded = unicodedata.normalize("NFKC", host).lower()
+    try:
+        ascii_host = folded.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise BadRequest("The LoRA URL's host isn't a valid host name.") from None
+    if not _HOST_RE.fullmatch(ascii_host):
+        raise BadRequest("The LoRA URL's host isn't a valid host name.")
+    return ascii_host
 
 
 def check_path(path: str) -> str:
@@ -116,6 +136,7 @@ def _check_url(url: str) -> str:
         )
     if not host:
         raise BadRequest("The LoRA URL has no host.")
+    host = _resolver_host(host)
     if _private_host(host):
         raise BadRequest(
             f"The LoRA URL points at a private or local address ({host}); fal can only fetch "
@@ -156,6 +177,11 @@ def parse_triggers(text: str | None) -> list[str]:
 
 def check_description(text: str | None) -> str:
     text = (text or "").strip()
+    if _BIDI.search(text):
+        raise BadRequest(
+            "Descriptions can't contain direction-changing characters: they would reorder "
+            "what members read in the LoRA list."
+        )
     if len(text) > DESCRIPTION_MAX:
         raise BadRequest(
             f"The description is {len(text)} characters; the limit is {DESCRIPTION_MAX}."

@@ -42,7 +42,7 @@ DEFAULT_GUIDANCE = 2.5
 DEFAULT_STEPS = 28
 MATCH_INPUT_PIXELS = 1024 * 1024
 
-_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 
 
 class LoraPick(BaseModel):

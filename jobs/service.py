@@ -37,6 +37,7 @@ from jobs.images import (
     human_bytes,
     inspect_image,
 )
+from jobs.loras import check_name
 from jobs.metrics import Metrics
 from jobs.policy import (
     Requester,
@@ -240,16 +241,17 @@ class JobService:
         seen: set[str] = set()
         resolved: list[RecipeLora] = []
         for name, scale in picks:
-            key = name.strip().lower()
-            if not key:
+            if not name.strip():
                 continue
+            name = check_name(name)  # a typed name may hide invisible or direction characters
+            key = name.lower()
             if key in seen:
                 raise BadRequest(f"You picked the LoRA `{name}` twice; pick it once.")
             seen.add(key)
-            lora = await self.storage.loras.get(who.guild_id, name.strip())
+            lora = await self.storage.loras.get(who.guild_id, name)
             if lora is None:
                 raise BadRequest(
-                    f"This server has no LoRA named `{name.strip()}`. See `/loras` for the list."
+                    f"This server has no LoRA named `{name}`. See `/loras` for the list."
                 )
             if not lora.enabled:
                 raise BadRequest(f"The LoRA `{lora.name}` is disabled on this server.")

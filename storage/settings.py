@@ -71,6 +71,8 @@ class SettingsRepository:
         self, guild_id: int, settings: GuildSettings, *, now: datetime | None = None
     ) -> None:
         stamp = to_us(utc(now))
+        # model_copy(update=...) skips validation; never store what the next read can't load.
+        settings = GuildSettings.model_validate(settings.model_dump())
         await self._conn.write(lambda conn: _save_guild(conn, guild_id, settings, stamp))
 
     async def update(

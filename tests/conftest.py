@@ -5,4 +5,5 @@ pytest_plugins: list[str] = [
     "tests.fal_emulator.fixtures",
     "tests.storage_fixtures",
     "tests.e2e",
+    "tests.security_fixtures",
 ]

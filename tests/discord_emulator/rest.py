@@ -579,6 +579,7 @@ class RestApi:
         if attachment is None:
             # What Discord's CDN answers for an expired or unknown signed URL.
             return web.Response(status=404, text="This content is no longer available.")
+        self.state.record("cdn_get", attachment)  # which files the bot actually downloaded
         return web.Response(body=attachment.data, headers={"Content-Type": attachment.content_type})
 
 
