@@ -182,8 +182,9 @@ async def test_urls_typed_in_every_text_field_are_never_fetched(
     # The fetches that did happen: Discord's attachment files, and fal's result files.
     downloaded = {e.data.filename for e in emu.events if e.kind == "cdn_get"}
     assert {"input1.png", "real.png"} <= downloaded
-    downloads = [r for r in world.fal.requests_for("file") if r.method == "GET"]
-    assert len(downloads) >= 4  # the bot downloaded each of the four results from fal's CDN
+    # Results come inline (sync_mode), so the bot fetched nothing from fal's CDN at all.
+    assert [r for r in world.fal.requests_for("file") if r.method == "GET"] == []
+    assert all(sent["sync_mode"] is True for sent in world.fal.submissions())
     # What members typed reached fal as text only: the LoRA path fal fetches is the registry's.
     for sent in world.fal.submissions():
         assert [lora["path"] for lora in sent["loras"]] == [

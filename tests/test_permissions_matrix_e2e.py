@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from cogs.admin import NOT_MANAGER
+from cogs.admin import NOT_MANAGER, ONLY_OWNERS_NAME_MANAGERS
 from tests.discord_emulator import DiscordEmulator
 from tests.discord_emulator.errors import EmulatorError
 from tests.discord_emulator.interactions import Interaction
@@ -137,6 +137,9 @@ async def test_admin_matrix(world: World, kind: str) -> None:
             assert private, f"{sub.command}: the refusal is public"
             assert after == before, f"{sub.command} changed something while refusing"
             refusals.append((sub.command, ix))
+        elif text == ONLY_OWNERS_NAME_MANAGERS and private:
+            outcomes[sub.command] = "owners only"
+            assert after == before, f"{sub.command} changed something while refusing"
         elif sub.ran in text and private:
             outcomes[sub.command] = "ran"
         else:
@@ -150,6 +153,9 @@ async def test_admin_matrix(world: World, kind: str) -> None:
         else ("refused (raw)" if kind == "plain member" else "refused")
         for sub in SUBCOMMANDS
     }
+    if kind == "bot-manager role":
+        # A delegated manager runs everything but naming further managers (owners only).
+        expected["settings managers"] = "owners only"
     assert outcomes == expected
     assert len(outcomes) == 20  # every /admin subcommand
     # One more round trip, then count: a refusal is the only message its member read.
