@@ -61,7 +61,12 @@ def requester_from(interaction: discord.Interaction) -> Requester:
         can_manage_messages=perms.manage_messages,
         can_manage_guild=perms.manage_guild,
         upload_limit=interaction.filesize_limit,
+        parent_channel_id=parent_channel_id(interaction.channel),
     )
+
+
+def parent_channel_id(channel: object) -> int | None:
+    return channel.parent_id if isinstance(channel, discord.Thread) else None
 
 
 def missing_post_permissions(interaction: discord.Interaction) -> list[str]:

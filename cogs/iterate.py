@@ -10,7 +10,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.common import AttachmentInput, channel_is_nsfw, flux_bot, reply, requester_from
+from cogs.common import (
+    AttachmentInput,
+    channel_is_nsfw,
+    flux_bot,
+    parent_channel_id,
+    reply,
+    requester_from,
+)
 from cogs.options import shown
 from cogs.render import RERUN_EMOJI
 from cogs.views import RESULT_HANDLERS
@@ -341,6 +348,7 @@ class Iterate(commands.Cog):
             can_manage_messages=perms.manage_messages,
             can_manage_guild=perms.manage_guild,
             upload_limit=guild.filesize_limit if guild else 10 * 1024 * 1024,
+            parent_channel_id=parent_channel_id(channel),
         )
 
     async def _rerun_from_reaction(

@@ -36,7 +36,7 @@ class Members(commands.Cog):
             await reply(interaction, str(error))
             return
         storage = self.bot.storage
-        settings = await storage.settings.effective(who.guild_id, who.channel_id)
+        settings = await storage.settings.effective(who.guild_id, who.rules_channel_id)
         limits = quota_limits(settings.guild, who)
         usage = await storage.quotas.usage(who.guild_id, who.user_id, limits.window_seconds)
         hours = f"{limits.window_seconds / 3600:g} h"

@@ -20,6 +20,12 @@ class Requester:
     can_manage_messages: bool = False
     can_manage_guild: bool = False
     upload_limit: int = 10 * 1024 * 1024
+    parent_channel_id: int | None = None  # set in a thread: the channel whose rules apply
+
+    @property
+    def rules_channel_id(self) -> int:
+        """Channel rules follow the channel a thread lives in; a thread is not a way around."""
+        return self.parent_channel_id or self.channel_id
 
 
 def quota_limits(settings: GuildSettings, who: Requester) -> QuotaLimits:

@@ -209,7 +209,10 @@ class JobService:
                     max_pixels=self.config.max_input_pixels,
                 )
             )
-        return [await self._rehost(info) for info in infos]
+        try:
+            return [await self._rehost(info) for info in infos]
+        except FalError as error:  # fal down or the key refused: not the member's doing
+            raise Refused(self._fal_failure_text(error)) from None
 
     async def _rehost(self, info: ImageInfo) -> InputRef:
         stored = await self.storage.inputs.get(info.sha256)
@@ -280,7 +283,9 @@ class JobService:
         loras: list[RecipeLora] | None = None,
         settings: EffectiveSettings | None = None,
     ) -> EditRequest:
-        settings = settings or await self.storage.settings.effective(who.guild_id, who.channel_id)
+        settings = settings or await self.storage.settings.effective(
+            who.guild_id, who.rules_channel_id
+        )
         check_channel(settings)
         if loras is None:
             loras = await self.resolve_loras(who, [(p.name, p.scale) for p in options.loras])
@@ -298,7 +303,7 @@ class JobService:
     async def check_allowed(self, who: Requester) -> EffectiveSettings:
         """Channel rules and the member's quota, before anything is downloaded or uploaded.
         Returns the settings read, for build() and admit() in the same request."""
-        settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
+        settings = await self.storage.settings.effective(who.guild_id, who.rules_channel_id)
         check_channel(settings)
         limits = quota_limits(settings.guild, who)
         refusal = await self._precheck(who, limits)
@@ -357,7 +362,9 @@ class JobService:
         settings: EffectiveSettings | None = None,
     ) -> Job:
         """Reserve quota and write the job atomically, show its status, start driving it."""
-        settings = settings or await self.storage.settings.effective(who.guild_id, who.channel_id)
+        settings = settings or await self.storage.settings.effective(
+            who.guild_id, who.rules_channel_id
+        )
         check_channel(settings)
         limits = quota_limits(settings.guild, who)
         now = self._now()
@@ -432,7 +439,7 @@ class JobService:
     async def check_rerun(self, who: Requester, job_id: int) -> Job:
         """The job to rerun if the server's rerun policy lets `who` rerun it, else NotAllowed."""
         parent = await self.result_job(who, job_id)
-        settings = await self.storage.settings.effective(who.guild_id, who.channel_id)
+        settings = await self.storage.settings.effective(who.guild_id, who.rules_channel_id)
         if (
             settings.rerun_policy == "requester"
             and parent.user_id != who.user_id

@@ -150,3 +150,12 @@ async def test_spent_budget_stops_everyone(world: World) -> None:
 
 async def test_default_settings_are_a_guild_settings(world: World) -> None:
     assert await world.bot.storage.settings.get(world.emu.guild.id) == GuildSettings()
+
+
+async def test_fal_refusing_the_upload_is_not_the_members_fault(world: World) -> None:
+    world.fal.locked_reason = "Exhausted balance. Top up your balance at fal.ai/dashboard/billing."
+    ix = await world.edit()
+    text = await world.reply_text(ix)
+    assert "The bot's fal.ai account can't run jobs right now; an admin has to check it." in text
+    assert "You were not charged" in text
+    await assert_nothing_happened(world)

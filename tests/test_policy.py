@@ -168,3 +168,11 @@ def test_in_flight_and_budget_refusals() -> None:
         "This server has spent $25.00 of its $25.00 monthly budget for edits; it resets "
         f"<t:{int(FREES.timestamp())}:D>. An admin can raise it with `/admin budget set`."
     )
+
+
+def test_a_thread_follows_its_parent_channels_rules() -> None:
+    from jobs.policy import Requester
+
+    assert Requester(guild_id=1, channel_id=50, user_id=2).rules_channel_id == 50
+    in_thread = Requester(guild_id=1, channel_id=51, user_id=2, parent_channel_id=50)
+    assert in_thread.rules_channel_id == 50
