@@ -73,6 +73,7 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 STATUS_MIN_INTERVAL = 2.0
+_PROGRESS_PHASES = frozenset({"admitted", "queued", "running", "delivering"})
 MAX_RESULT_BYTES = 60 * 1024 * 1024
 
 
@@ -869,6 +870,8 @@ class JobService:
         lock = self._status_locks.setdefault(job_id, asyncio.Lock())
         async with lock:
             job = await self._reload(job_id)
+            if job.state in TERMINAL_STATES and update.phase in _PROGRESS_PHASES:
+                return  # a throttled progress update that lost the race to the final one
             try:
                 created = await self.publisher.show_status(job, update)
             except DeliveryError:
