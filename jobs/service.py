@@ -52,6 +52,7 @@ from jobs.publisher import (
     DeliveryError,
     DeliveryForbidden,
     DeliveryTooLarge,
+    Phase,
     Publisher,
     ResultImage,
     StatusUpdate,
@@ -74,6 +75,12 @@ log = logging.getLogger(__name__)
 
 STATUS_MIN_INTERVAL = 2.0
 _PROGRESS_PHASES = frozenset({"admitted", "queued", "running", "delivering"})
+_FINAL_PHASES: dict[JobState, Phase] = {
+    JobState.DELIVERED: "delivered",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+    JobState.EXPIRED: "expired",
+}
 MAX_RESULT_BYTES = 60 * 1024 * 1024
 
 
@@ -497,13 +504,30 @@ class JobService:
     # ------------------------------------------------------------------ lifecycle
 
     async def recover(self) -> int:
-        """Continue every job that was not finished when the process stopped."""
+        """Continue every job that was not finished when the process stopped, and show the
+        final state of those that finished but were never shown (the process died between)."""
         jobs = await self.storage.jobs.unfinished()
         self.metrics.in_flight.set(len(jobs))
-        for job in jobs:
-            log.info("job %s recovered in state %s", job.id, job.state)
+        unannounced = await self.storage.jobs.unannounced()
+        for job in [*jobs, *unannounced]:
+            log.info("job %s recovered in state %s", job.id, job.state.value)
             self._spawn(job.id)
-        return len(jobs)
+        return len(jobs) + len(unannounced)
+
+    async def _announce(self, job: Job) -> None:
+        """Show a finished job's final state: the status message, and the 🔁 on a result."""
+        if job.state == JobState.DELIVERED:
+            await self.publisher.decorate(job)
+        note = job.error if job.state in (JobState.FAILED, JobState.EXPIRED) else None
+        await self._show(
+            job.id,
+            StatusUpdate(
+                phase=_FINAL_PHASES[job.state],
+                request=EditRequest.model_validate(job.request),
+                started_at=job.created_at,
+                note=note,
+            ),
+        )
 
     def _spawn(self, job_id: int) -> None:
         if self._closing or job_id in self._tasks:
@@ -527,7 +551,11 @@ class JobService:
 
     async def _drive(self, job_id: int) -> None:
         job = await self.storage.jobs.get(job_id)
-        if job is None or job.state in TERMINAL_STATES:
+        if job is None:
+            return
+        if job.state in TERMINAL_STATES:
+            if job.announced_at is None:
+                await self._announce(job)
             return
         request = EditRequest.model_validate(job.request)
         throttle = _StatusThrottle(lambda update: self._show(job_id, update))
@@ -878,12 +906,14 @@ class JobService:
                 if raise_errors:
                     raise
                 log.warning("job %s: could not update its status message", job_id, exc_info=True)
-                return
+                created = None
             finally:
                 if job.state in TERMINAL_STATES:
                     self._status_locks.pop(job_id, None)
             if created is not None and created != job.status_message_id:
                 await self.storage.jobs.set_status_message(job_id, created)
+            if job.state in TERMINAL_STATES and update.phase not in _PROGRESS_PHASES:
+                await self.storage.jobs.mark_announced(job_id)
 
     async def _transition(self, job_id: int, to: JobState, **kwargs: Any) -> Job:
         job = await self.storage.jobs.transition(job_id, to, **kwargs)

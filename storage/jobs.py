@@ -42,6 +42,7 @@ def _sql_states(states: Iterable[JobState]) -> str:
 
 
 _UNFINISHED_SQL = _sql_states(UNFINISHED_STATES)
+_TERMINAL_SQL = _sql_states(TERMINAL_STATES)
 _SOURCES = {
     target: frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if target in targets)
     for target in JobState
@@ -97,6 +98,7 @@ def _job(row: sqlite3.Row) -> Job:
         submitted_at=opt_from_us(row["submitted_at"]),
         completed_at=opt_from_us(row["completed_at"]),
         finished_at=opt_from_us(row["finished_at"]),
+        announced_at=opt_from_us(row["announced_at"]),
     )
 
 
@@ -266,6 +268,24 @@ class JobRepository:
             return row
 
         return _job(await self._conn.write(work))
+
+    async def mark_announced(self, job_id: int, *, now: datetime | None = None) -> None:
+        """The job's final state has been shown to the member; recovery leaves it alone."""
+        stamp = to_us(utc(now))
+        await self._conn.write(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET announced_at = ? WHERE id = ? AND announced_at IS NULL",
+                (stamp, job_id),
+            )
+        )
+
+    async def unannounced(self) -> builtins.list[Job]:
+        """Finished jobs whose final state was never shown (the process died in between)."""
+        return await self._select(
+            "SELECT * FROM jobs WHERE announced_at IS NULL"
+            f" AND state IN ({_TERMINAL_SQL}) ORDER BY id",
+            (),
+        )
 
     async def get(self, job_id: int) -> Job | None:
         rows = await self._select("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -166,6 +166,7 @@ class Job(NewJob):
     submitted_at: UtcDatetime | None = None
     completed_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
+    announced_at: UtcDatetime | None = None  # the final state shown to the member
 
     @property
     def finished(self) -> bool:

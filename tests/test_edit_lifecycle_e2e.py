@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 from typing import Any
 
 from PIL import Image
@@ -214,3 +215,39 @@ async def test_status_message_tracks_the_job(world: World) -> None:
     assert is_status(final)
     phases = [edit.payload.get("content", "") for edit in final.edits]
     assert any("queue" in p or "Editing" in p or "Posting" in p for p in phases)
+
+
+async def test_a_final_state_never_shown_is_shown_after_a_restart(world: World) -> None:
+    # The state a crash leaves between storing "delivered" and showing it: no ✅, no 🔁.
+    await started(world)
+    status = await status_message(world)
+    result = await world.result()
+    await world.emu.wait_for_edit(status, lambda m: "✅ Done" in m.content)
+    await world.emu.stop_bot()
+    with sqlite3.connect(world.settings.database_path) as db:
+        db.execute("UPDATE jobs SET announced_at = NULL WHERE id = 1")
+    assert world.bot.user is not None
+    result.reactions["🔁"].discard(world.bot.user.id)
+    mark = world.emu.mark()
+    world.bot = await world.emu.start_bot(world.make_bot())
+    await world.emu.wait_for("reaction_add", since=mark)
+    assert world.bot.user.id in result.reactions["🔁"]
+    shown = await world.emu.wait_for_edit(status, lambda m: "✅ Done" in m.content)
+    assert shown.components == []
+    job = await world.bot.storage.jobs.get(1)
+    assert job is not None and job.announced_at is not None
+    assert len([m for m in world.emu.messages_in(world.emu.channel("general")) if m.files]) == 1
+
+
+async def test_a_failure_never_shown_is_shown_after_a_restart(world: World) -> None:
+    world.fal.runner_failure_rate = 1.0
+    await started(world)
+    status = await status_message(world)
+    await world.emu.wait_for_edit(status, lambda m: "Failed" in m.content)
+    await world.emu.stop_bot()
+    with sqlite3.connect(world.settings.database_path) as db:
+        db.execute("UPDATE jobs SET announced_at = NULL WHERE id = 1")
+    world.bot = await world.emu.start_bot(world.make_bot())
+    shown = await world.emu.wait_for_edit(status, lambda m: "Failed" in m.content)
+    assert "infrastructure problem (runner_disconnected)" in shown.content
+    assert (await world.bot.storage.jobs.get(1)).announced_at is not None  # type: ignore[union-attr]
