@@ -45,6 +45,19 @@ class World:
         self.bot = await self.emu.restart_bot(self.make_bot)
         return self.bot
 
+    async def set_settings(self, **changes: Any) -> None:
+        """Change the test server's policy as an admin command would."""
+        guild = self.emu.guild.id
+        current = await self.bot.storage.settings.get(guild)
+        await self.bot.storage.settings.save(guild, current.model_copy(update=changes))
+
+    async def usage(self, member: str = "alice") -> tuple[int, int]:
+        """(images used in the last 24 h, jobs in flight) for a member of the test server."""
+        got = await self.bot.storage.quotas.usage(
+            self.emu.guild.id, self.emu.member(member).id, 86400
+        )
+        return got.images_used, got.in_flight
+
     async def add_lora(
         self,
         name: str = "claymation",

@@ -13,19 +13,6 @@ from tests.e2e import World, is_status
 from tests.images import noisy_png
 
 
-async def set_settings(world: World, **changes: Any) -> None:
-    guild = world.emu.guild.id
-    current = await world.bot.storage.settings.get(guild)
-    await world.bot.storage.settings.save(guild, current.model_copy(update=changes))
-
-
-async def usage(world: World, member: str = "alice") -> tuple[int, int]:
-    got = await world.bot.storage.quotas.usage(
-        world.emu.guild.id, world.emu.member(member).id, 86400
-    )
-    return got.images_used, got.in_flight
-
-
 async def status_message(world: World, job_id: int = 1) -> Any:
     return await world.emu.wait_for_message(
         world.emu.channel("general"), lambda m: m.content.startswith(f"**Edit #{job_id}**")
@@ -49,7 +36,7 @@ async def test_cancel_while_queued_refunds_and_never_runs(world: World) -> None:
     fal_job = world.fal.jobs[job.fal_request_id]
     assert fal_job.cancel_requested and not fal_job.ran
     assert (await world.job_in(1, "cancelled")).state == "cancelled"
-    assert await usage(world) == (0, 0)
+    assert await world.usage() == (0, 0)
     edited = world.emu.message(status.id)
     assert "Cancelled" in edited.content
     assert edited.components == []  # no Cancel button on a finished job
@@ -64,7 +51,7 @@ async def test_cancel_while_running(world: World) -> None:
     ix = await world.emu.click(world.emu.member("alice"), status, "job:1:cancel")
     assert "cancelled" in await world.reply_text(ix)
     assert world.fal.jobs[job.fal_request_id].cancel_requested
-    assert await usage(world) == (0, 0)
+    assert await world.usage() == (0, 0)
 
 
 async def test_only_the_requester_or_a_moderator_can_cancel(world: World) -> None:
@@ -91,7 +78,7 @@ async def test_fal_validation_failure_refunds_and_names_the_field(world: World) 
         await status_message(world), lambda m: "Failed" in m.content
     )
     assert "You were not charged" in status.content
-    assert await usage(world) == (0, 0)
+    assert await world.usage() == (0, 0)
     assert job.fal_request_id is not None
 
 
@@ -103,7 +90,7 @@ async def test_fal_infrastructure_failure_refunds(world: World) -> None:
     assert failed.error is not None
     assert "infrastructure problem (runner_disconnected)" in failed.error
     assert "not charged" in failed.error
-    assert await usage(world) == (0, 0)
+    assert await world.usage() == (0, 0)
     lora = await world.bot.storage.loras.get(world.emu.guild.id, "clay")
     assert lora is not None and lora.uses == 0  # a failed job is not a use
 
@@ -113,20 +100,20 @@ async def test_nsfw_result_blocked_by_default_and_refunded(world: World) -> None
     failed = await world.job_in(1, "failed")
     assert failed.error is not None and "safety checker flagged the result" in failed.error
     assert all(not m.files for m in world.emu.messages_in(world.emu.channel("general")))
-    assert await usage(world) == (0, 0)
+    assert await world.usage() == (0, 0)
 
 
 async def test_nsfw_result_spoilered_when_the_server_says_so(world: World) -> None:
-    await set_settings(world, nsfw_policy="spoiler")
+    await world.set_settings(nsfw_policy="spoiler")
     await started(world, prompt="something [nsfw]")
     result = await world.result()
     assert result.files[0][0].startswith("SPOILER_")
     await world.job_in(1, "delivered")
-    assert await usage(world) == (1, 0)
+    assert await world.usage() == (1, 0)
 
 
 async def test_safety_checker_off_only_in_allowed_nsfw_channel(world: World) -> None:
-    await set_settings(world, nsfw_policy="allow_in_nsfw_channels")
+    await world.set_settings(nsfw_policy="allow_in_nsfw_channels")
     await started(world, channel="nsfw", prompt="art [nsfw]")
     await world.result(channel="nsfw")
     await started(world, channel="general", prompt="art")
@@ -161,7 +148,7 @@ async def test_losing_attach_files_mid_job_tells_the_member_and_refunds(world: W
     assert failed.error is not None and "I'm not allowed to post results" in failed.error
     note = await ix.wait_followup(lambda m: "not charged" in m.content)
     assert note.ephemeral
-    assert await usage(world) == (0, 0)
+    assert await world.usage() == (0, 0)
 
 
 async def test_restart_while_queued_delivers_once(world: World) -> None:
@@ -174,7 +161,7 @@ async def test_restart_while_queued_delivers_once(world: World) -> None:
     results = [m for m in world.emu.messages_in(world.emu.channel("general")) if m.files]
     assert [m.id for m in results] == [result.id]
     assert len(world.fal.submissions()) == 1
-    assert await usage(world) == (1, 0)
+    assert await world.usage() == (1, 0)
 
 
 async def test_restart_while_running_delivers_once(world: World) -> None:
@@ -187,7 +174,7 @@ async def test_restart_while_running_delivers_once(world: World) -> None:
     await world.job_in(1, "delivered")
     assert len([m for m in world.emu.messages_in(world.emu.channel("general")) if m.files]) == 1
     assert len(world.fal.submissions()) == 1
-    assert await usage(world) == (1, 0)
+    assert await world.usage() == (1, 0)
 
 
 async def test_restart_after_completion_delivers_once(world: World) -> None:
@@ -204,7 +191,7 @@ async def test_restart_after_completion_delivers_once(world: World) -> None:
     await world.job_in(1, "delivered")
     assert len([m for m in world.emu.messages_in(world.emu.channel("general")) if m.files]) == 1
     assert len(world.fal.submissions()) == 1
-    assert await usage(world) == (1, 0)
+    assert await world.usage() == (1, 0)
 
 
 async def test_status_message_tracks_the_job(world: World) -> None:

@@ -26,12 +26,6 @@ async def assert_nothing_happened(world: World) -> None:
     assert world.emu.messages_in(world.emu.channel("general")) == []
 
 
-async def set_settings(world: World, **changes: Any) -> None:
-    guild = world.emu.guild.id
-    current = await world.bot.storage.settings.get(guild)
-    await world.bot.storage.settings.save(guild, current.model_copy(update=changes))
-
-
 @pytest.mark.parametrize(
     ("images", "expected"),
     [
@@ -77,7 +71,7 @@ async def test_bad_options(world: World, options: dict[str, Any], expected: str)
 
 
 async def test_server_caps_apply(world: World) -> None:
-    await set_settings(world, max_images_per_job=2, max_steps=20)
+    await world.set_settings(max_images_per_job=2, max_steps=20)
     ix = await world.edit(count=3, steps=20)
     assert "count must be between 1 and 2 (this server's cap)" in await world.reply_text(ix)
     ix = await world.edit(steps=30)
@@ -86,7 +80,7 @@ async def test_server_caps_apply(world: World) -> None:
 
 
 async def test_denied_channel(world: World) -> None:
-    await set_settings(world, channel_rules={world.emu.channel("general").id: "deny"})
+    await world.set_settings(channel_rules={world.emu.channel("general").id: "deny"})
     ix = await world.edit()
     assert "Edits are turned off in this channel." in await world.reply_text(ix)
     await assert_nothing_happened(world)
@@ -103,7 +97,7 @@ async def test_channel_where_the_bot_cannot_post(world: World, channel: str, mis
 
 
 async def test_over_quota_says_when_the_next_image_frees(world: World) -> None:
-    await set_settings(world, default_quota=1)
+    await world.set_settings(default_quota=1)
     first = await world.edit(prompt="first")
     await world.reply_text(first)
     await world.result()
@@ -114,7 +108,7 @@ async def test_over_quota_says_when_the_next_image_frees(world: World) -> None:
 
 
 async def test_a_quota_of_two_refuses_a_job_of_three(world: World) -> None:
-    await set_settings(world, default_quota=2)
+    await world.set_settings(default_quota=2)
     ix = await world.edit(count=3)
     text = await world.reply_text(ix)
     assert "You've used 0 of 2 images in the last 24 h; this edit makes 3" in text
@@ -122,7 +116,7 @@ async def test_a_quota_of_two_refuses_a_job_of_three(world: World) -> None:
 
 
 async def test_too_many_jobs_in_flight(world: World) -> None:
-    await set_settings(world, max_in_flight=1)
+    await world.set_settings(max_in_flight=1)
     world.fal.queue_delay = 30.0
     first = await world.edit(prompt="first")
     await world.reply_text(first)
@@ -133,7 +127,7 @@ async def test_too_many_jobs_in_flight(world: World) -> None:
 
 
 async def test_spent_budget_stops_everyone(world: World) -> None:
-    await set_settings(world, monthly_budget_usd=0.05)
+    await world.set_settings(monthly_budget_usd=0.05)
     first = await world.edit(member="alice", size="square_hd")
     await world.reply_text(first)
     await world.result()
@@ -141,7 +135,7 @@ async def test_spent_budget_stops_everyone(world: World) -> None:
     text = await world.reply_text(bob)
     assert "This edit (about $0.04) would take the server past its $0.05 monthly budget" in text
     assert "($0.04 spent so far)" in text
-    await set_settings(world, monthly_budget_usd=0.04)
+    await world.set_settings(monthly_budget_usd=0.04)
     carol = await world.edit(member="carol", size="square")
     text = await world.reply_text(carol)
     assert "This server has spent $0.04 of its $0.04 monthly budget for edits; it resets" in text

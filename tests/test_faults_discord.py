@@ -17,13 +17,6 @@ from tests.images import png
 from tests.soak_faults import RESULT_POST, DiscordFaultConfig, run_discord_faults
 
 
-async def usage(world: World, member: str = "alice") -> tuple[int, int]:
-    got = await world.bot.storage.quotas.usage(
-        world.emu.guild.id, world.emu.member(member).id, 86400
-    )
-    return got.images_used, got.in_flight
-
-
 async def started(world: World, member: str = "alice", **options: Any) -> Any:
     ix = await world.edit(member, **options)
     assert "is on its way" in await world.reply_text(ix)
@@ -52,7 +45,7 @@ async def test_result_post_rate_limited_then_server_error_is_delivered_once(worl
     assert channel_posts(world) == [200, 500, 429, 429, 200]  # status message, then result
     assert job.result_message_id == result.id
     assert len([m for m in world.emu.messages_in(world.emu.channel("general")) if m.files]) == 1
-    assert await usage(world) == (1, 0)
+    assert await world.usage() == (1, 0)
 
 
 async def test_result_post_failing_for_good_is_refunded_and_said(world: World) -> None:
@@ -65,7 +58,7 @@ async def test_result_post_failing_for_good_is_refunded_and_said(world: World) -
     status = world.emu.message(failed.status_message_id)
     await world.emu.wait_for_edit(status, lambda m: "❌ Failed" in m.content)
     assert "You were not charged" in status.content
-    assert await usage(world) == (0, 0)
+    assert await world.usage() == (0, 0)
 
 
 async def test_token_expired_before_delivery_result_still_posted_in_channel(world: World) -> None:
@@ -78,7 +71,7 @@ async def test_token_expired_before_delivery_result_still_posted_in_channel(worl
     assert not result.ephemeral and result.files
     assert "<@" in result.content  # it pings the requester in the channel
     await world.job_in(1, "delivered")
-    assert await usage(world) == (1, 0)
+    assert await world.usage() == (1, 0)
     tokens = [r for r in world.emu.requests if r.path.startswith("/webhooks/")]
     assert all(r.status < 400 for r in tokens)  # nothing needed the dead token
     assert ix.callbacks  # the member's own answer came while the token lived
@@ -100,7 +93,7 @@ async def test_attach_files_lost_after_token_expired_member_told_by_dm(world: Wo
     status = world.emu.message(failed.status_message_id)
     await world.emu.wait_for_edit(status, lambda m: "❌ Failed" in m.content)
     assert "Attach Files" in status.content
-    assert await usage(world) == (0, 0)
+    assert await world.usage() == (0, 0)
     assert not [m for m in world.emu.messages_in(channel) if m.files]
 
 
@@ -120,7 +113,7 @@ async def test_gateway_drop_and_resume_mid_jobs(world: World) -> None:
     results = [m for m in world.emu.messages_in(world.emu.channel("general")) if m.files]
     assert sorted(m.embeds[0]["title"] for m in results) == [f"Edit #{n}" for n in range(1, 5)]
     assert world.emu.hub.identifies == identifies  # resumed, not a new session
-    assert await usage(world) == (4, 0)
+    assert await world.usage() == (4, 0)
 
 
 async def test_discord_fault_mix_delivers_once_and_refunds_with_a_message(
