@@ -19,6 +19,7 @@ from cogs.common import (
 )
 from cogs.lora_choices import search_choices
 from jobs.errors import MemberError
+from jobs.refusals import plural
 from jobs.request import SIZE_CHOICES, EditOptions, LoraPick
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ class Edit(commands.Cog):
             where = f" Follow it [here]({link})."
         await reply(
             interaction,
-            f"Edit #{job.id} is on its way: {request.count} image(s), about "
+            f"Edit #{job.id} is on its way: {plural(request.count, 'image')}, about "
             f"${job.cost_usd:.3f}.{where} {note}".strip(),
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 
 from jobs.publisher import Delivery, StatusUpdate
-from jobs.refusals import discord_time
+from jobs.refusals import discord_time, plural
 from jobs.request import MATCH_INPUT, EditRequest
 from storage.models import Job
 
@@ -96,7 +96,7 @@ def recipe_embed(job: Job, delivery: Delivery, guild_id: int) -> discord.Embed:
         embed.add_field(name="Made from", value=f"[#{job.parent_job_id}]({link})")
     notes = list(delivery.notes)
     if delivery.blocked:
-        notes.append(f"{delivery.blocked} image(s) hidden by the safety checker")
+        notes.append(f"{plural(delivery.blocked, 'image')} hidden by the safety checker")
     if delivery.reencoded:
         notes.append("re-encoded to fit the upload limit")
     footer = f"{RERUN_EMOJI} react to rerun with a new seed"

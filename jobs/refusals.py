@@ -12,6 +12,10 @@ def discord_time(moment: datetime, style: str = "R") -> str:
     return f"<t:{int(moment.timestamp())}:{style}>"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _hours(seconds: int) -> str:
     hours = seconds / 3600
     return f"{hours:g} h"
@@ -34,7 +38,7 @@ def describe_refusal(refusal: Refusal, wanted: int, limits: QuotaLimits) -> str:
         return text + "."
     if refusal.kind == "in_flight":
         return (
-            f"You already have {int(refusal.used)} edits running (the limit is "
+            f"You already have {plural(int(refusal.used), 'edit')} running (the limit is "
             f"{int(refusal.limit)}). Wait for one to finish, or cancel it with `/jobs`."
         )
     if refusal.used < refusal.limit:

@@ -16,7 +16,7 @@ async def test_one_image_edit_posts_result_and_charges_quota(world: World) -> No
     ix = await world.edit(prompt="a red cat", images=[png(800, 600)], lora="claymation")
     text = await world.reply_text(ix)
     assert ix.ephemeral
-    assert "Edit #1 is on its way" in text
+    assert "Edit #1 is on its way: 1 image, about $0.031." in text
 
     result = await world.result()
     [(_filename, data, content_type)] = result.files
@@ -70,7 +70,7 @@ async def test_three_images_and_every_parameter_reach_fal(world: World) -> None:
         expand_prompt=True,
         format="webp",
     )
-    assert "Edit #1 is on its way: 2 image(s)" in await world.reply_text(ix)
+    assert "Edit #1 is on its way: 2 images, about $" in await world.reply_text(ix)
     result = await world.result()
     assert len(result.files) == 2
     assert all(ctype == "image/webp" for _, _, ctype in result.files)

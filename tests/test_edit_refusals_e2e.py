@@ -122,7 +122,7 @@ async def test_too_many_jobs_in_flight(world: World) -> None:
     await world.reply_text(first)
     second = await world.edit(prompt="second")
     text = await world.reply_text(second)
-    assert "You already have 1 edits running (the limit is 1)" in text
+    assert "You already have 1 edit running (the limit is 1)" in text
     assert len(world.fal.submissions()) == 1
 
 

@@ -689,7 +689,7 @@ async def test_every_path_respects_the_in_flight_limit(world: World) -> None:
     await world.job_in(2, "submitted")
     said = [await refused(world), *await _try_every_path(world, result)]
     for text in said:
-        assert text.startswith("You already have 1 edits running (the limit is 1)"), text
+        assert text.startswith("You already have 1 edit running (the limit is 1)"), text
     assert await job_ids(world, "alice") == [1, 2]
 
 
