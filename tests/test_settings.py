@@ -120,3 +120,11 @@ def test_help_lists_every_setting(tmp_path: Path) -> None:
     assert done.returncode == 0
     for name in Settings.model_fields:
         assert name.upper() in done.stdout
+
+
+def test_env_example_and_readme_document_every_setting() -> None:
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"\n{name.upper()}=" in example, name
+        assert f"`{name.upper()}`" in readme, name
