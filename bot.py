@@ -1,6 +1,7 @@
-"""Composition root and entry point: settings → storage → fal client → jobs → bot with cogs.
+"""Entry point: `python bot.py` runs the bot, `python bot.py check` is the operator's
+pre-flight, `python bot.py --help` lists every setting.
 
-`python bot.py` runs the bot; `python bot.py --help` lists every setting.
+The Bot loads one extension per feature (`cogs/`); its parts are built by `composition.py`.
 """
 
 from __future__ import annotations
@@ -11,27 +12,37 @@ import hashlib
 import json
 import logging
 import sys
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import discord
 from discord.ext import commands
-from pydantic import (
-    AnyHttpUrl,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 
 from client.errors import FalAccountLocked, FalAuthError, FalError
 from client.fal import FalClient
-from cogs.publisher import DiscordPublisher
-from cogs.views import DYNAMIC_ITEMS
+from composition import Parts, build_parts
 from jobs.metrics import Metrics
-from jobs.service import JobConfig, JobService
-from storage import Storage
+from jobs.publisher import Publisher
+from jobs.records import EditStorage
+from jobs.service import JobService
+from settings import (
+    DISCORD_PORTAL,
+    FAL_KEYS_PAGE,
+    Settings,
+    describe_settings_error,
+    load_settings,
+    settings_help,
+)
+
+__all__ = [
+    "FluxBot",
+    "Settings",
+    "create_bot",
+    "describe_settings_error",
+    "load_settings",
+    "main",
+    "settings_help",
+]
 
 log = logging.getLogger("bot")
 
@@ -48,139 +59,10 @@ EXTENSIONS: tuple[str, ...] = (
 )
 
 SYNC_HASH_KEY = "command_tree_hash"
-DISCORD_PORTAL = "https://discord.com/developers/applications"
-FAL_KEYS_PAGE = "https://fal.ai/dashboard/keys"
-
-
-class Settings(BaseSettings):
-    """Every setting the bot reads, from the environment or a `.env` file."""
-
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        hide_input_in_errors=True,
-        env_ignore_empty=True,
-    )
-
-    discord_token: Annotated[
-        SecretStr,
-        Field(description=f"Bot token: {DISCORD_PORTAL} → your app → Bot → Reset Token."),
-    ]
-    fal_key: Annotated[
-        SecretStr,
-        Field(description=f"fal.ai API key in the form key_id:key_secret, from {FAL_KEYS_PAGE}."),
-    ]
-    database_path: Annotated[
-        Path, Field(description="SQLite file for registry, quotas and jobs (back it up).")
-    ] = Path("./data/bot.sqlite3")
-    fal_queue_url: Annotated[
-        AnyHttpUrl, Field(description="fal queue API base URL, scheme included.")
-    ] = AnyHttpUrl("https://queue.fal.run")
-    fal_rest_url: Annotated[
-        AnyHttpUrl, Field(description="fal REST API base URL (storage tokens, uploads).")
-    ] = AnyHttpUrl("https://rest.fal.ai")
-    fal_cdn_url: Annotated[AnyHttpUrl, Field(description="fal CDN base URL for uploads (v3).")] = (
-        AnyHttpUrl("https://v3.fal.media")
-    )
-    fal_endpoint: Annotated[str, Field(description="fal endpoint id that edits the images.")] = (
-        "fal-ai/flux-2/lora/edit"
-    )
-    dev_guild_id: Annotated[
-        int | None,
-        Field(description="Optional server id: sync commands there instantly while developing."),
-    ] = None
-    log_level: Annotated[
-        str, Field(description="Logging level: DEBUG, INFO, WARNING or ERROR.")
-    ] = "INFO"
-    job_timeout_seconds: Annotated[
-        int,
-        Field(ge=30, le=86_400, description="Cancel, expire and refund a job not done by then."),
-    ] = 900
-    max_loras_per_server: Annotated[
-        int, Field(ge=1, le=10_000, description="How many LoRAs one server may register.")
-    ] = 100
-    metrics_port: Annotated[
-        int | None,
-        Field(ge=0, le=65535, description="Optional port for /healthz and Prometheus /metrics."),
-    ] = None
-    metrics_host: Annotated[str, Field(description="Address the metrics port listens on.")] = (
-        "0.0.0.0"
-    )
-    discord_api_url: Annotated[
-        AnyHttpUrl | None,
-        Field(description="Override of Discord's REST base (tests and proxies only)."),
-    ] = None
-    discord_gateway_url: Annotated[
-        str | None,
-        Field(description="Override of Discord's gateway URL (tests and proxies only)."),
-    ] = None
-
-    @field_validator("fal_key")
-    @classmethod
-    def _fal_key_shape(cls, value: SecretStr) -> SecretStr:
-        key_id, sep, secret = value.get_secret_value().partition(":")
-        if not sep or not key_id or not secret:
-            raise ValueError("must look like key_id:key_secret")
-        return value
-
-    @field_validator("discord_token")
-    @classmethod
-    def _token_shape(cls, value: SecretStr) -> SecretStr:
-        raw = value.get_secret_value()
-        if not raw.strip() or any(c.isspace() for c in raw):
-            raise ValueError("must be the bot token, without spaces or a 'Bot ' prefix")
-        return value
-
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        upper = value.upper()
-        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-        return upper
-
-    def fal_url(self, name: str) -> str:
-        """A fal base URL as a string without a trailing slash."""
-        return str(getattr(self, name)).rstrip("/")
-
-
-def describe_settings_error(error: ValidationError) -> list[str]:
-    """One line per problem: which setting, what is wrong, where to get it. Never the value."""
-    lines: list[str] = []
-    for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "settings"
-        env_name = field.upper()
-        info = Settings.model_fields.get(field)
-        hint = info.description if info and info.description else ""
-        if item["type"] == "missing":
-            problem = "is missing"
-        else:
-            problem = "is malformed: " + str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"{env_name} {problem}. {hint}".strip())
-    return lines
-
-
-def settings_help() -> str:
-    rows = []
-    for name, info in Settings.model_fields.items():
-        required = info.is_required()
-        default = "required" if required else f"default: {info.default!r}"
-        if not required and info.default is None:
-            default = "optional"
-        rows.append(f"  {name.upper():<24} {info.description} ({default})")
-    return "Settings (environment variables or a .env file in the working directory):\n" + (
-        "\n".join(rows)
-    )
-
-
-def load_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)
 
 
 class FluxBot(commands.Bot):
-    """The bot: owns the process-wide resources and loads one extension per feature."""
+    """The bot: loads one extension per feature and holds the parts built for it."""
 
     def __init__(
         self, settings: Settings, *, fal_options: dict[str, Any] | None = None, **options: Any
@@ -194,13 +76,31 @@ class FluxBot(commands.Bot):
             **options,
         )
         self.settings = settings
-        self._fal_options = fal_options or {}  # tests: faster polling and retries
+        self._fal_options = fal_options or {}
         self.metrics = Metrics()
-        self.publisher = DiscordPublisher(self, self.metrics)
-        # Opened in setup_hook (they need the running loop), closed in close().
-        self.storage: Storage
-        self.fal: FalClient
-        self.jobs: JobService
+        self._parts: Parts | None = None  # built in setup_hook: they need the running loop
+
+    @property
+    def parts(self) -> Parts:
+        if self._parts is None:
+            raise RuntimeError("the bot's parts are built in setup_hook (or prepare())")
+        return self._parts
+
+    @property
+    def storage(self) -> EditStorage:
+        return self.parts.storage
+
+    @property
+    def fal(self) -> FalClient:
+        return self.parts.fal
+
+    @property
+    def jobs(self) -> JobService:
+        return self.parts.jobs
+
+    @property
+    def publisher(self) -> Publisher:
+        return self.parts.publisher
 
     async def setup_hook(self) -> None:
         await self.prepare()
@@ -210,28 +110,10 @@ class FluxBot(commands.Bot):
             log.info("continuing %d unfinished jobs", recovered)
 
     async def prepare(self) -> None:
-        """Open resources and load extensions; no network, so tests can call it offline."""
-        settings = self.settings
-        self.storage = await Storage.open(settings.database_path)
-        self.fal = FalClient(
-            settings.fal_url("fal_queue_url"),
-            settings.fal_url("fal_rest_url"),
-            settings.fal_url("fal_cdn_url"),
-            settings.fal_key.get_secret_value(),
-            settings.fal_endpoint,
-            **self._fal_options,
+        """Build the parts and load extensions; no network, so tests can call it offline."""
+        self._parts = await build_parts(
+            self, self.settings, self.metrics, fal_options=self._fal_options
         )
-        self.jobs = JobService(
-            self.storage,
-            self.fal,
-            self.publisher,
-            JobConfig(
-                outputs_dir=settings.database_path.parent / "outputs",
-                job_timeout=float(settings.job_timeout_seconds),
-            ),
-            metrics=self.metrics,
-        )
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         log.info("loaded %d extensions", len(EXTENSIONS))
@@ -259,12 +141,8 @@ class FluxBot(commands.Bot):
         log.info("synced commands globally")
 
     async def close(self) -> None:
-        if hasattr(self, "jobs"):
-            await self.jobs.close()
-        if hasattr(self, "fal"):
-            await self.fal.aclose()
-        if hasattr(self, "storage"):
-            await self.storage.close()
+        if self._parts is not None:
+            await self._parts.close()
         await super().close()
 
 

@@ -2,7 +2,7 @@
 
     python -m bench.autocomplete_bench [--loras 1000] [--rounds 2000] [--rate 200]
 
-Times `cogs.lora_choices.search_choices`, which is what every LoRA autocomplete (/edit, /loras,
+Times `cogs.utils.choices.search_choices`, which is what every LoRA autocomplete (/edit, /loras,
 /admin lora …) runs once discord.py has parsed the interaction: the storage search on a real
 SQLite file plus building Discord's choices. The keystrokes are a mix a member would type: an
 empty box, one or two letters, a longer prefix, a substring, a word of a description and a miss.
@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cogs.lora_choices import AUTOCOMPLETE_LIMIT, search_choices
+from cogs.utils.choices import AUTOCOMPLETE_LIMIT, search_choices
+from jobs.registry import Registry, Viewer
 from storage import Storage
 
 GUILD, OTHER_GUILD = 1, 2
@@ -134,12 +135,10 @@ def report(label: str, load: str, results: Sequence[tuple[float, int]]) -> float
 
 async def keystroke(storage: Storage, scenario: Scenario, text: str) -> tuple[float, int]:
     start = time.perf_counter()
+    # The manager view shows disabled LoRAs too; the channel decides whether NSFW ones show.
+    viewer = Viewer(manager=scenario.include_disabled, channel_nsfw=scenario.include_nsfw)
     found = await search_choices(
-        storage.loras,
-        GUILD,
-        text,
-        include_disabled=scenario.include_disabled,
-        include_nsfw=scenario.include_nsfw,
+        Registry(storage.loras, max_per_server=10_000), GUILD, viewer, text
     )
     return time.perf_counter() - start, len(found)
 

@@ -2,40 +2,29 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.common import MEMBER_FACING, is_bot_manager, member_text, reply
-from cogs.loras import ConfirmRemove, admin_lora_autocomplete, lora_card
-from cogs.views import CancelButton
-from jobs.errors import BadRequest
-from jobs.loras import check_description, check_name, check_path, check_scale, parse_triggers
-from jobs.refusals import discord_time
-from storage.models import GuildSettings, JobState
+from cogs.utils.buttons import cancel_list_view
+from cogs.utils.context import requester_from
+from cogs.utils.lora_ui import ConfirmRemove, admin_lora_autocomplete, lora_card
+from cogs.utils.render import MESSAGE_MAX, timestamp
+from cogs.utils.replies import reply
+from jobs.runner import cancellable
+from jobs.server_policy import NOT_MANAGER, ONLY_OWNERS_NAME_MANAGERS
 
 if TYPE_CHECKING:
     from bot import FluxBot
 
+__all__ = ["NOT_MANAGER", "ONLY_OWNERS_NAME_MANAGERS", "Admin"]
+
 JOBS_SHOWN = 25  # Discord allows 25 buttons on a message
-
-NOT_MANAGER = (
-    "Only members with Manage Server or a bot-manager role can use `/admin`. "
-    "If your server shows `/admin` to your role (Server Settings → Integrations), an admin "
-    "must also name that role a bot manager with `/admin settings managers add`."
-)
-
-ONLY_OWNERS_NAME_MANAGERS = (
-    "Only members with Manage Server can name or unname bot-manager roles; bot managers "
-    "can use every other `/admin` command."
-)
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +49,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         # Discord's default_permissions can be overridden per role by the server; check again.
         # Raising (not replying here) lets the error handler give the one and only answer: a
         # False return would make discord.py raise its own CheckFailure and answer a second time.
-        if await is_bot_manager(interaction):
+        if await self.bot.jobs.policy.is_manager(requester_from(interaction)):
             return True
         raise NotManager(NOT_MANAGER)
-
-    async def _settings(self, interaction: discord.Interaction) -> GuildSettings:
-        assert interaction.guild_id is not None
-        return await self.bot.storage.settings.get(interaction.guild_id)
-
-    async def _change(
-        self, interaction: discord.Interaction, change: Callable[[GuildSettings], GuildSettings]
-    ) -> GuildSettings:
-        """Read, change and save in one transaction: two admins at once never undo each other."""
-        assert interaction.guild_id is not None
-        return await self.bot.storage.settings.update(interaction.guild_id, change)
 
     # ------------------------------------------------------------------ registry
 
@@ -96,26 +74,19 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         description: str | None = None,
         nsfw: bool = False,
     ) -> None:
-        assert interaction.guild_id is not None
-        try:
-            lora = await self.bot.storage.loras.add(
-                interaction.guild_id,
-                check_name(name),
-                check_path(path),
-                default_scale=check_scale(scale),
-                trigger_words=parse_triggers(triggers),
-                description=check_description(description),
-                nsfw=nsfw,
-                actor_id=interaction.user.id,
-                max_per_guild=self.bot.settings.max_loras_per_server,
-            )
-        except MEMBER_FACING as error:
-            await reply(interaction, member_text(error))
-            return
-        await interaction.response.send_message(
+        lora = await self.bot.jobs.registry.add(
+            requester_from(interaction),
+            name,
+            path,
+            scale=scale,
+            triggers=triggers,
+            description=description,
+            nsfw=nsfw,
+        )
+        await reply(
+            interaction,
             f"Added `{lora.name}`. Members can use it in `/edit` now.",
             embed=lora_card(lora),
-            ephemeral=True,
         )
 
     @lora.command(name="edit", description="Change a LoRA; only the options you give change")
@@ -140,51 +111,28 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         description: str | None = None,
         nsfw: bool | None = None,
     ) -> None:
-        assert interaction.guild_id is not None
-        try:
-            changes: dict[str, Any] = {}
-            if new_name is not None:
-                changes["name"] = check_name(new_name)
-            if path is not None:
-                changes["path"] = check_path(path)
-            if scale is not None:
-                changes["default_scale"] = check_scale(scale)
-            if triggers is not None:
-                changes["trigger_words"] = (
-                    [] if triggers.strip() == "-" else parse_triggers(triggers)
-                )
-            if description is not None:
-                changes["description"] = (
-                    "" if description.strip() == "-" else check_description(description)
-                )
-            if nsfw is not None:
-                changes["nsfw"] = nsfw
-            if not changes:
-                raise BadRequest("Nothing to change: give at least one option besides the name.")
-            before = await self.bot.storage.loras.get(interaction.guild_id, name.strip())
-            lora = await self.bot.storage.loras.update(
-                interaction.guild_id, check_name(name), interaction.user.id, **changes
-            )
-        except MEMBER_FACING as error:
-            await reply(interaction, member_text(error))
-            return
-        if before is not None and before.version == lora.version:
-            text = f"Nothing changed: `{lora.name}` already has those settings."
-        else:
+        edited = await self.bot.jobs.registry.edit(
+            requester_from(interaction),
+            name,
+            new_name=new_name,
+            path=path,
+            scale=scale,
+            triggers=triggers,
+            description=description,
+            nsfw=nsfw,
+        )
+        lora = edited.lora
+        if edited.changed:
             text = f"Updated `{lora.name}` (version {lora.version})."
-        await interaction.response.send_message(text, embed=lora_card(lora), ephemeral=True)
+        else:
+            text = f"Nothing changed: `{lora.name}` already has those settings."
+        await reply(interaction, text, embed=lora_card(lora))
 
     async def _set_enabled(
         self, interaction: discord.Interaction, name: str, enabled: bool
     ) -> None:
-        assert interaction.guild_id is not None
-        try:
-            lora = await self.bot.storage.loras.set_enabled(
-                interaction.guild_id, check_name(name), enabled, actor_id=interaction.user.id
-            )
-        except MEMBER_FACING as error:
-            await reply(interaction, member_text(error))
-            return
+        who = requester_from(interaction)
+        lora = await self.bot.jobs.registry.set_enabled(who, name, enabled)
         word = "enabled" if enabled else "disabled"
         await reply(interaction, f"`{lora.name}` is {word}.")
 
@@ -201,22 +149,13 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     @lora.command(name="remove", description="Delete a LoRA (asks to confirm)")
     @app_commands.autocomplete(name=admin_lora_autocomplete)
     async def remove(self, interaction: discord.Interaction, name: str) -> None:
-        assert interaction.guild_id is not None
-        try:
-            name = check_name(name)
-        except BadRequest as error:
-            await reply(interaction, str(error))
-            return
-        lora = await self.bot.storage.loras.get(interaction.guild_id, name)
-        if lora is None:
-            await reply(interaction, f"This server has no LoRA named `{name}`.")
-            return
-        view = ConfirmRemove(self.bot, lora, interaction.user.id)
-        await interaction.response.send_message(
+        lora = await self.bot.jobs.registry.to_remove(requester_from(interaction), name)
+        view = ConfirmRemove(lora)
+        await reply(
+            interaction,
             f"Remove `{lora.name}` for good? Past results keep their recipe; reruns of them "
             "will be refused.",
             view=view,
-            ephemeral=True,
         )
         view.interaction = interaction
 
@@ -232,34 +171,13 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         images: app_commands.Range[int, 0, 10_000],
         window_hours: app_commands.Range[int, 1, 24 * 31] | None = None,
     ) -> None:
-        update: dict[str, Any] = {"default_quota": images}
-        if window_hours is not None:
-            update["window_hours"] = window_hours
-        settings = await self._change(interaction, lambda s: s.model_copy(update=update))
+        policy = self.bot.jobs.policy
+        settings = await policy.set_default_quota(requester_from(interaction), images, window_hours)
         await reply(
             interaction,
             f"Members may now make {images} images per {settings.window_hours} h "
             "(role and member overrides still apply).",
         )
-
-    async def _set_override(
-        self,
-        interaction: discord.Interaction,
-        field: Literal["role_quotas", "user_quotas"],
-        target_id: int,
-        images: int,
-    ) -> GuildSettings:
-        """Set (or with a negative count, remove) one role's or member's quota override."""
-
-        def change(settings: GuildSettings) -> GuildSettings:
-            quotas = dict(getattr(settings, field))
-            if images < 0:
-                quotas.pop(target_id, None)
-            else:
-                quotas[target_id] = images
-            return settings.model_copy(update={field: quotas})
-
-        return await self._change(interaction, change)
 
     @quota.command(name="role", description="A quota for members with this role")
     @app_commands.describe(images="Images per window; the highest matching role wins (-1 removes)")
@@ -269,7 +187,8 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         role: discord.Role,
         images: app_commands.Range[int, -1, 10_000],
     ) -> None:
-        settings = await self._set_override(interaction, "role_quotas", role.id, images)
+        who = requester_from(interaction)
+        settings = await self.bot.jobs.policy.set_override(who, "role", role.id, images)
         if images < 0:
             text = f"Removed the quota override for {role.mention}."
         else:
@@ -285,7 +204,8 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         member: discord.Member,
         images: app_commands.Range[int, -1, 10_000],
     ) -> None:
-        settings = await self._set_override(interaction, "user_quotas", member.id, images)
+        who = requester_from(interaction)
+        settings = await self.bot.jobs.policy.set_override(who, "user", member.id, images)
         if images < 0:
             text = f"Removed the quota override for {member.mention}."
         else:
@@ -297,20 +217,13 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     async def quota_exempt(
         self, interaction: discord.Interaction, role: discord.Role, remove: bool = False
     ) -> None:
-        def change(settings: GuildSettings) -> GuildSettings:
-            exempt = [r for r in settings.exempt_roles if r != role.id]
-            if not remove:
-                exempt.append(role.id)
-            return settings.model_copy(update={"exempt_roles": exempt})
-
-        await self._change(interaction, change)
+        await self.bot.jobs.policy.set_exempt(requester_from(interaction), role.id, remove=remove)
         word = "no longer exempt" if remove else "exempt from quotas (the budget still applies)"
         await reply(interaction, f"{role.mention} is {word}.")
 
     @quota.command(name="reset", description="Forgive a member's usage in the current window")
     async def quota_reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
-        assert interaction.guild_id is not None
-        await self.bot.storage.quotas.reset(interaction.guild_id, member.id)
+        await self.bot.jobs.policy.reset_quota(requester_from(interaction), member.id)
         await reply(interaction, f"{member.mention}'s quota window starts fresh.")
 
     # ------------------------------------------------------------------ budget
@@ -319,17 +232,15 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     async def budget_set(
         self, interaction: discord.Interaction, usd: app_commands.Range[float, 0.0, 1_000_000.0]
     ) -> None:
-        await self._change(interaction, lambda s: s.model_copy(update={"monthly_budget_usd": usd}))
+        await self.bot.jobs.policy.set_budget(requester_from(interaction), usd)
         text = "No monthly cap." if usd == 0 else f"Monthly budget set to ${usd:,.2f}."
         await reply(interaction, text)
 
     @budget.command(name="show", description="Spend this month against the budget")
     async def budget_show(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild_id is not None
-        settings = await self._settings(interaction)
-        spent = await self.bot.storage.quotas.guild_spend(interaction.guild_id)
-        cap = settings.monthly_budget_usd
-        text = f"Spent this month: ${spent:,.2f}"
+        budget = await self.bot.jobs.policy.budget(requester_from(interaction))
+        cap = budget.cap_usd
+        text = f"Spent this month: ${budget.spent_usd:,.2f}"
         text += f" of ${cap:,.2f}." if cap else " (no cap)."
         await reply(interaction, text)
 
@@ -337,7 +248,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
 
     @settings.command(name="show", description="Every policy setting of this server")
     async def settings_show(self, interaction: discord.Interaction) -> None:
-        s = await self._settings(interaction)
+        s = await self.bot.jobs.policy.show(requester_from(interaction))
         roles = ", ".join(f"<@&{r}> {n}" for r, n in s.role_quotas.items()) or "none"
         users = ", ".join(f"<@{u}> {n}" for u, n in s.user_quotas.items()) or "none"
         channels = (
@@ -356,13 +267,13 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             f"Channels: {channels}",
             f"Bot managers: {managers}",
         ]
-        await reply(interaction, "\n".join(lines)[:2000])
+        await reply(interaction, "\n".join(lines))
 
     @settings.command(name="rerun", description="Who may rerun a result (🔁 and buttons)")
     async def settings_rerun(
         self, interaction: discord.Interaction, who: Literal["anyone", "requester"]
     ) -> None:
-        await self._change(interaction, lambda s: s.model_copy(update={"rerun_policy": who}))
+        await self.bot.jobs.policy.set_rerun_policy(requester_from(interaction), who)
         await reply(interaction, f"Reruns: {who}.")
 
     @settings.command(name="nsfw", description="What happens to images the safety checker flags")
@@ -374,7 +285,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         ]
     )
     async def settings_nsfw(self, interaction: discord.Interaction, policy: str) -> None:
-        await self._change(interaction, lambda s: s.model_copy(update={"nsfw_policy": policy}))
+        await self.bot.jobs.policy.set_nsfw_policy(requester_from(interaction), policy)
         await reply(interaction, f"NSFW policy: {policy.replace('_', '-')}.")
 
     @settings.command(name="channel", description="Allow or deny edits in a channel")
@@ -385,15 +296,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         channel: discord.TextChannel,
         rule: Literal["allow", "deny", "clear"],
     ) -> None:
-        def change(settings: GuildSettings) -> GuildSettings:
-            rules = dict(settings.channel_rules)
-            if rule == "clear":
-                rules.pop(channel.id, None)
-            else:
-                rules[channel.id] = rule
-            return settings.model_copy(update={"channel_rules": rules})
-
-        await self._change(interaction, change)
+        await self.bot.jobs.policy.set_channel_rule(requester_from(interaction), channel.id, rule)
         await reply(interaction, f"{channel.mention}: {rule}.")
 
     @settings.command(name="caps", description="Per-job caps on images and steps")
@@ -404,16 +307,12 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         max_steps: app_commands.Range[int, 4, 50] | None = None,
         max_in_flight: app_commands.Range[int, 1, 50] | None = None,
     ) -> None:
-        update = {
-            k: v
-            for k, v in (
-                ("max_images_per_job", max_images),
-                ("max_steps", max_steps),
-                ("max_in_flight", max_in_flight),
-            )
-            if v is not None
-        }
-        settings = await self._change(interaction, lambda s: s.model_copy(update=update))
+        settings = await self.bot.jobs.policy.set_caps(
+            requester_from(interaction),
+            max_images=max_images,
+            max_steps=max_steps,
+            max_in_flight=max_in_flight,
+        )
         await reply(
             interaction,
             f"Caps: {settings.max_images_per_job} images per job, {settings.max_steps} steps, "
@@ -427,32 +326,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         action: Literal["add", "remove"],
         role: discord.Role,
     ) -> None:
-        assert interaction.guild_id is not None
-        # A delegated manager must not be able to hand the keys to further roles.
-        if not interaction.permissions.manage_guild:
-            await reply(interaction, ONLY_OWNERS_NAME_MANAGERS)
-            return
-        if role.is_default():
-            await reply(
-                interaction,
-                "@everyone can't be a bot-manager role: every member would manage the bot.",
-            )
-            return
-
-        def change(settings: GuildSettings) -> GuildSettings:
-            roles = [r for r in settings.manager_roles if r != role.id]
-            if action == "add":
-                roles.append(role.id)
-            return settings.model_copy(update={"manager_roles": roles})
-
-        await self._change(interaction, change)
-        log.info(
-            "guild %d: role %d %s bot managers by %d",
-            interaction.guild_id,
-            role.id,
-            "added to" if action == "add" else "removed from",
-            interaction.user.id,
-        )
+        await self.bot.jobs.policy.set_manager(requester_from(interaction), action, role.id)
         word = "can now use" if action == "add" else "can no longer use"
         text = f"{role.mention} {word} `/admin`."
         if action == "add":
@@ -466,42 +340,23 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
 
     @app_commands.command(name="usage", description="Images and USD per member (CSV attached)")
     async def usage(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
-        rows = await self.bot.storage.quotas.member_report(interaction.guild_id)
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["user_id", "images_today", "usd_today", "images_month", "usd_month"])
-        lines = []
-        for row in rows:
-            writer.writerow(
-                [
-                    row.user_id,
-                    row.images_today,
-                    f"{row.usd_today:.4f}",
-                    row.images_month,
-                    f"{row.usd_month:.4f}",
-                ]
-            )
-            lines.append(
-                f"<@{row.user_id}>: {row.images_today} today (${row.usd_today:.2f}), "
-                f"{row.images_month} this month (${row.usd_month:.2f})"
-            )
+        report = await self.bot.jobs.usage.report(requester_from(interaction))
+        lines = [
+            f"<@{row.user_id}>: {row.images_today} today (${row.usd_today:.2f}), "
+            f"{row.images_month} this month (${row.usd_month:.2f})"
+            for row in report.rows
+        ]
         text = "\n".join(lines[:20]) or "No edits this month."
         if len(lines) > 20:
             text += f"\n…and {len(lines) - 20} more in the CSV."
         stamp = datetime.now(UTC).strftime("%Y-%m")
-        await interaction.followup.send(
-            text[:2000],
-            file=discord.File(io.BytesIO(out.getvalue().encode()), filename=f"usage-{stamp}.csv"),
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
+        file = discord.File(io.BytesIO(report.csv), filename=f"usage-{stamp}.csv")
+        await reply(interaction, text, file=file)
 
     @app_commands.command(name="jobs", description="Every running or stuck job, with Cancel")
     async def jobs(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild_id is not None
-        active = await self.bot.storage.jobs.active(interaction.guild_id)
+        active = await self.bot.jobs.usage.running(requester_from(interaction))
         if not active:
             await reply(interaction, "No edits are running.")
             return
@@ -510,10 +365,10 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         for job in shown:
             line = (
                 f"#{job.id} · <@{job.user_id}> · {job.state.value} since "
-                f"{discord_time(job.updated_at)} in <#{job.channel_id}>"
+                f"{timestamp(job.updated_at)} in <#{job.channel_id}>"
             )
             # Whole lines only, with room for the note below: a cut line hides a job.
-            if sum(len(x) + 1 for x in lines) + len(line) > 2000 - 100:
+            if sum(len(x) + 1 for x in lines) + len(line) > MESSAGE_MAX - 100:
                 break
             lines.append(line)
         listed = shown[: len(lines)]
@@ -522,17 +377,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
                 f"…and {len(active) - len(listed)} more, oldest first. Cancel some, then run "
                 "`/admin jobs` again."
             )
-        view = discord.ui.View(timeout=None)
-        for job in listed:
-            # A completed job is being posted; there is nothing left to cancel at fal.
-            if job.state != JobState.COMPLETED:
-                view.add_item(CancelButton(job.id, label=f"Cancel #{job.id}"))
-        await interaction.response.send_message(
-            "\n".join(lines),
-            view=view if view.children else discord.utils.MISSING,
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
+        # A completed job is being posted; there is nothing left to cancel at fal.
+        view = cancel_list_view([job.id for job in listed if cancellable(job)])
+        await reply(interaction, "\n".join(lines), view=view)
 
 
 async def setup(bot: FluxBot) -> None:

@@ -1,25 +1,22 @@
-"""`/edit`: a member's images, prompt and LoRAs in; a job admitted and its status shown."""
+"""`/edit`: a member's images, prompt and LoRAs in; a job admitted and its status shown. Also
+the Cancel button on status messages and job lists."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.common import (
-    AttachmentInput,
-    channel_is_nsfw,
-    flux_bot,
-    missing_post_permissions,
-    reply,
-    requester_from,
-)
-from cogs.lora_choices import search_choices
-from jobs.errors import MemberError
-from jobs.refusals import plural
+from cogs.utils.buttons import CANCEL_TEMPLATE
+from cogs.utils.context import AttachmentInput, flux_bot, requester_from
+from cogs.utils.edits import start_edit
+from cogs.utils.lora_ui import lora_autocomplete
+from cogs.utils.replies import reply
+from cogs.utils.ui import AnswersErrors
 from jobs.request import SIZE_CHOICES, EditOptions, LoraPick
 
 if TYPE_CHECKING:
@@ -28,19 +25,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def lora_autocomplete(
-    interaction: discord.Interaction, current: str
-) -> list[app_commands.Choice[str]]:
-    """Registry matches for this server; hidden: disabled ones, NSFW ones outside NSFW channels."""
-    if interaction.guild_id is None:
-        return []
-    return await search_choices(
-        flux_bot(interaction).storage.loras,
-        interaction.guild_id,
-        current,
-        include_disabled=False,
-        include_nsfw=channel_is_nsfw(interaction.channel),
-    )
+class CancelButton(
+    AnswersErrors, discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANCEL_TEMPLATE
+):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(discord.ui.Button(custom_id=f"job:{job_id}:cancel"))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> CancelButton:
+        return cls(int(match["id"]))
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await flux_bot(interaction).jobs.cancel(self.job_id, requester_from(interaction))
+        await reply(interaction, f"Edit #{self.job_id} is cancelled; you were not charged.")
 
 
 class Edit(commands.Cog):
@@ -139,54 +140,9 @@ class Edit(commands.Cog):
                 "output_format": format,
             }
         )
-        await self.run_edit(interaction, options, files)
-
-    async def run_edit(
-        self,
-        interaction: discord.Interaction,
-        options: EditOptions,
-        files: list[AttachmentInput],
-        *,
-        parent_job_id: int | None = None,
-        note: str = "",
-    ) -> None:
-        """Shared by /edit and the context menu: validate, admit, point the member at it."""
-        jobs = self.bot.jobs
-        try:
-            who = requester_from(interaction)
-            missing = missing_post_permissions(interaction)
-            if missing:
-                raise MemberError(
-                    "I can't post results in this channel: I need "
-                    + ", ".join(missing)
-                    + " here. Ask an admin, or use another channel."
-                )
-            # Cheap checks first: nothing is downloaded or uploaded for a request that fails them.
-            settings = await jobs.check_allowed(who)
-            loras = await jobs.resolve_loras(who, [(p.name, p.scale) for p in options.loras])
-            inputs = await jobs.prepare_inputs(files)
-            request = await jobs.build(who, options, inputs, loras=loras, settings=settings)
-            job = await jobs.admit(who, request, parent_job_id=parent_job_id, settings=settings)
-        except MemberError as error:
-            await reply(interaction, str(error))
-            return
-        finally:
-            for file in files:
-                file.discard()
-        self.bot.publisher.remember(job.id, interaction)
-        where = ""
-        if job.status_message_id is not None:
-            link = (
-                f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/"
-                f"{job.status_message_id}"
-            )
-            where = f" Follow it [here]({link})."
-        await reply(
-            interaction,
-            f"Edit #{job.id} is on its way: {plural(request.count, 'image')}, about "
-            f"${job.cost_usd:.3f}.{where} {note}".strip(),
-        )
+        await start_edit(interaction, options, files)
 
 
 async def setup(bot: FluxBot) -> None:
+    bot.add_dynamic_items(CancelButton)
     await bot.add_cog(Edit(bot))

@@ -1,4 +1,6 @@
-"""Turns any app-command error into a short ephemeral message; the traceback goes to the log."""
+"""The one answer to a failed command: a member error in the member's words, anything else a
+short apology that says nothing was charged (the traceback goes to the log). Views, modals and
+persistent buttons answer through the same function (`cogs/utils/ui.py`)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-log = logging.getLogger(__name__)
+from cogs.utils.replies import GENERIC_FAILURE, answer_error, reply
+from jobs.errors import MemberError
 
-GENERIC_FAILURE = "Something went wrong on our side; nothing was charged. Please try again."
+log = logging.getLogger(__name__)
 
 
 def describe(error: app_commands.AppCommandError) -> str:
@@ -27,16 +30,6 @@ def describe(error: app_commands.AppCommandError) -> str:
     return GENERIC_FAILURE
 
 
-async def reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
-    except discord.HTTPException:
-        log.warning("could not tell the member about an error", exc_info=True)
-
-
 class Errors(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
@@ -49,11 +42,15 @@ class Errors(commands.Cog):
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
+        original = getattr(error, "original", None)
+        if isinstance(original, MemberError):
+            await answer_error(interaction, original)
+            return
         text = describe(error)
         if text is GENERIC_FAILURE:
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error("command %s failed", command, exc_info=error)
-        await reply_ephemeral(interaction, text)
+        await reply(interaction, text)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -59,7 +58,7 @@ class Health(commands.Cog):
         if not self.gateway_connected or self.bot.is_closed():
             problems.append("gateway disconnected")
         try:
-            await self.bot.storage.settings.set_meta("healthz", datetime.now(UTC).isoformat())
+            await self.bot.jobs.probe_storage()
         except Exception:
             log.warning("health check could not write to the database", exc_info=True)
             problems.append("database not writable")

@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.common import (
+from cogs.utils.buttons import RESULT_TEMPLATE
+from cogs.utils.context import (
     AttachmentInput,
-    channel_is_nsfw,
+    attachment_inputs,
     flux_bot,
-    parent_channel_id,
-    reply,
     requester_from,
+    requester_from_reaction,
 )
-from cogs.options import shown
-from cogs.render import RERUN_EMOJI
-from cogs.views import RESULT_HANDLERS
+from cogs.utils.edits import start_edit
+from cogs.utils.render import RERUN_EMOJI, follow_link, markup, shown
+from cogs.utils.replies import reply
+from cogs.utils.ui import AnswersErrors, Modal
 from jobs.errors import BadRequest, MemberError
 from jobs.loras import check_name
-from jobs.policy import Requester
 from jobs.request import MAX_IMAGES_IN, EditOptions, EditRequest, LoraPick
-from storage.models import Job
 
 if TYPE_CHECKING:
     from bot import FluxBot
@@ -45,18 +45,9 @@ def _is_image(attachment: discord.Attachment) -> bool:
     return attachment.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".gif"))
 
 
-def _follow(job: Job) -> str:
-    """Where the member can watch the new job, as /edit's answer says it."""
-    if job.status_message_id is None:
-        return ""
-    link = f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.status_message_id}"
-    return f" Follow it [here]({link})."
-
-
-class TweakModal(discord.ui.Modal):
-    def __init__(self, cog: Iterate, job_id: int, request: EditRequest) -> None:
+class TweakModal(Modal):
+    def __init__(self, job_id: int, request: EditRequest) -> None:
         super().__init__(title=f"Tweak edit #{job_id}"[:45], timeout=900)
-        self.cog = cog
         self.job_id = job_id
         self.prompt: discord.ui.TextInput[TweakModal] = discord.ui.TextInput(
             label="Prompt",
@@ -82,27 +73,26 @@ class TweakModal(discord.ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            seed_text = self.seed.value.strip()
-            seed = _parse_int("Seed", seed_text) if seed_text else None
-            scales = {
-                name: _parse_float(f"Scale of {name}", f.value) for name, f in self.scales.items()
-            }
-            who = requester_from(interaction)
-            job = await flux_bot(interaction).jobs.rerun(
-                self.job_id, who, seed=seed, prompt=self.prompt.value, scales=scales
-            )
-        except MemberError as error:
-            await reply(interaction, str(error))
-            return
-        flux_bot(interaction).publisher.remember(job.id, interaction)
-        await reply(interaction, f"Tweaked rerun started as edit #{job.id}.{_follow(job)}")
+        seed_text = self.seed.value.strip()
+        seed = _parse_int("Seed", seed_text) if seed_text else None
+        scales = {
+            name: _parse_float(f"Scale of {name}", f.value) for name, f in self.scales.items()
+        }
+        bot = flux_bot(interaction)
+        job = await bot.jobs.rerun(
+            self.job_id,
+            requester_from(interaction),
+            seed=seed,
+            prompt=self.prompt.value,
+            scales=scales,
+        )
+        bot.parts.publisher.remember(job.id, interaction)
+        await reply(interaction, f"Tweaked rerun started as edit #{job.id}.{follow_link(job)}")
 
 
-class ReuseModal(discord.ui.Modal):
-    def __init__(self, cog: Iterate, job_id: int, image: discord.Attachment) -> None:
+class ReuseModal(Modal):
+    def __init__(self, job_id: int, image: discord.Attachment) -> None:
         super().__init__(title=f"Use edit #{job_id} as input"[:45], timeout=900)
-        self.cog = cog
         self.job_id = job_id
         self.image = image
         self.prompt: discord.ui.TextInput[ReuseModal] = discord.ui.TextInput(
@@ -112,21 +102,17 @@ class ReuseModal(discord.ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        jobs = flux_bot(interaction).jobs
-        try:
-            who = requester_from(interaction)
-            inputs = await jobs.prepare_inputs([AttachmentInput("the result image", self.image)])
-            job = await jobs.rerun(
-                self.job_id, who, prompt=self.prompt.value, first_input=inputs[0]
-            )
-        except MemberError as error:
-            await reply(interaction, str(error))
-            return
-        flux_bot(interaction).publisher.remember(job.id, interaction)
-        await reply(interaction, f"Started edit #{job.id} from that result.{_follow(job)}")
+        bot = flux_bot(interaction)
+        who = requester_from(interaction)
+        inputs = await bot.jobs.prepare_inputs([AttachmentInput("the result image", self.image)])
+        job = await bot.jobs.rerun(
+            self.job_id, who, prompt=self.prompt.value, first_input=inputs[0]
+        )
+        bot.parts.publisher.remember(job.id, interaction)
+        await reply(interaction, f"Started edit #{job.id} from that result.{follow_link(job)}")
 
 
-class ContextEditModal(discord.ui.Modal, title="Edit with FLUX.2 LoRA"):
+class ContextEditModal(Modal, title="Edit with FLUX.2 LoRA"):
     prompt: discord.ui.TextInput[ContextEditModal] = discord.ui.TextInput(
         label="Prompt", style=discord.TextStyle.paragraph, max_length=2000
     )
@@ -137,29 +123,76 @@ class ContextEditModal(discord.ui.Modal, title="Edit with FLUX.2 LoRA"):
         placeholder="name, or name:scale",
     )
 
-    def __init__(self, cog: Iterate, images: list[discord.Attachment], note: str) -> None:
+    def __init__(self, images: list[discord.Attachment], note: str) -> None:
         super().__init__(timeout=900)
-        self.cog = cog
         self.images = images
         self.note = note
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        options = EditOptions(prompt=self.prompt.value, loras=parse_lora_list(self.loras.value))
+        await start_edit(interaction, options, attachment_inputs(self.images), note=self.note)
+
+
+class ResultButton(
+    AnswersErrors, discord.ui.DynamicItem[discord.ui.Button[Any]], template=RESULT_TEMPLATE
+):
+    """Rerun, Tweak, Use as input and Delete under every result."""
+
+    def __init__(self, job_id: int, action: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=f"job:{job_id}:{action}"))
+        self.job_id = job_id
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ResultButton:
+        return cls(int(match["id"]), match["action"])
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        handler = {
+            "rerun": self._rerun,
+            "tweak": self._tweak,
+            "reuse": self._reuse,
+            "delete": self._delete,
+        }[self.action]
+        await handler(interaction)
+
+    async def _rerun(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        bot = flux_bot(interaction)
+        job = await bot.jobs.rerun(self.job_id, requester_from(interaction))
+        bot.parts.publisher.remember(job.id, interaction)
+        await reply(
+            interaction, f"Rerun started as edit #{job.id} with seed {job.seed}.{follow_link(job)}"
+        )
+
+    async def _tweak(self, interaction: discord.Interaction) -> None:
+        reruns = flux_bot(interaction).jobs.reruns
+        job = await reruns.check_before_form(requester_from(interaction), self.job_id)
+        await interaction.response.send_modal(TweakModal(self.job_id, job.request))
+
+    async def _reuse(self, interaction: discord.Interaction) -> None:
+        message = interaction.message
+        images = [a for a in (message.attachments if message else []) if _is_image(a)]
+        if not images:
+            raise BadRequest("That result has no image left to use.")
+        reruns = flux_bot(interaction).jobs.reruns
+        await reruns.check_before_form(requester_from(interaction), self.job_id)
+        await interaction.response.send_modal(ReuseModal(self.job_id, images[0]))
+
+    async def _delete(self, interaction: discord.Interaction) -> None:
+        reruns = flux_bot(interaction).jobs.reruns
+        await reruns.check_delete(requester_from(interaction), self.job_id)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            picks = parse_lora_list(self.loras.value)
-            options = EditOptions(prompt=self.prompt.value, loras=picks)
-        except MemberError as error:
-            await reply(interaction, str(error))
+            if interaction.message is not None:
+                await interaction.message.delete()
+        except discord.HTTPException:
+            await reply(interaction, "I couldn't delete that message.")
             return
-        files = [
-            AttachmentInput(label, image)
-            for label, image in zip(("image", "image2", "image3"), self.images, strict=False)
-        ]
-        edit_cog = flux_bot(interaction).get_cog("Edit")
-        if edit_cog is None:
-            await reply(interaction, "Editing is not available right now.")
-            return
-        await edit_cog.run_edit(interaction, options, files, note=self.note)  # type: ignore[attr-defined]
+        await reply(interaction, f"Deleted the result of edit #{self.job_id}.")
 
 
 def _scale_text(scale: float) -> str:
@@ -211,80 +244,12 @@ class Iterate(commands.Cog):
             name="Edit with FLUX.2 LoRA…", callback=self.edit_message_images
         )
         self.menu.guild_only = True
-        RESULT_HANDLERS.update(
-            rerun=self.on_rerun, tweak=self.on_tweak, reuse=self.on_reuse, delete=self.on_delete
-        )
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
-        RESULT_HANDLERS.clear()
-
-    # -------------------------------------------------------------- buttons
-
-    async def on_rerun(self, interaction: discord.Interaction, job_id: int) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            job = await self.bot.jobs.rerun(job_id, requester_from(interaction))
-        except MemberError as error:
-            await reply(interaction, str(error))
-            return
-        self.bot.publisher.remember(job.id, interaction)
-        await reply(
-            interaction, f"Rerun started as edit #{job.id} with seed {job.seed}.{_follow(job)}"
-        )
-
-    async def _check_before_modal(self, interaction: discord.Interaction, job_id: int) -> Job:
-        """Refuse at the click, not after the member has filled in a modal."""
-        who = requester_from(interaction)
-        job = await self.bot.jobs.check_rerun(who, job_id)
-        await self.bot.jobs.check_allowed(who)
-        return job
-
-    async def on_tweak(self, interaction: discord.Interaction, job_id: int) -> None:
-        try:
-            job = await self._check_before_modal(interaction, job_id)
-        except MemberError as error:
-            await reply(interaction, str(error))
-            return
-        request = EditRequest.model_validate(job.request)
-        await interaction.response.send_modal(TweakModal(self, job_id, request))
-
-    async def on_reuse(self, interaction: discord.Interaction, job_id: int) -> None:
-        message = interaction.message
-        images = [a for a in (message.attachments if message else []) if _is_image(a)]
-        if not images:
-            await reply(interaction, "That result has no image left to use.")
-            return
-        try:
-            await self._check_before_modal(interaction, job_id)
-        except MemberError as error:
-            await reply(interaction, str(error))
-            return
-        await interaction.response.send_modal(ReuseModal(self, job_id, images[0]))
-
-    async def on_delete(self, interaction: discord.Interaction, job_id: int) -> None:
-        try:
-            who = requester_from(interaction)
-            job = await self.bot.jobs.result_job(who, job_id)
-        except MemberError as error:
-            await reply(interaction, str(error))
-            return
-        if job.user_id != who.user_id and not who.can_manage_messages:
-            await reply(
-                interaction, "Only the member who made this edit (or a moderator) can delete it."
-            )
-            return
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            if interaction.message is not None:
-                await interaction.message.delete()
-        except discord.HTTPException:
-            await reply(interaction, "I couldn't delete that message.")
-            return
-        await reply(interaction, f"Deleted the result of edit #{job_id}.")
 
     # -------------------------------------------------------------- context menu
 
@@ -293,13 +258,12 @@ class Iterate(commands.Cog):
     ) -> None:
         images = [a for a in message.attachments if _is_image(a)]
         if not images:
-            await reply(interaction, "That message has no image attachments to edit.")
-            return
+            raise BadRequest("That message has no image attachments to edit.")
         note = ""
         if len(images) > MAX_IMAGES_IN:
             note = f"That message has {len(images)} images; I'm using the first {MAX_IMAGES_IN}."
             images = images[:MAX_IMAGES_IN]
-        await interaction.response.send_modal(ContextEditModal(self, images, note))
+        await interaction.response.send_modal(ContextEditModal(images, note))
 
     # -------------------------------------------------------------- reactions
 
@@ -317,8 +281,8 @@ class Iterate(commands.Cog):
             return
         self._reacting.add(key)
         try:
-            job = await self.bot.storage.jobs.by_result_message(payload.message_id)
-            if job is not None and job.guild_id == payload.guild_id:
+            job = await self.bot.jobs.reruns.by_result_message(payload.guild_id, payload.message_id)
+            if job is not None:
                 await self._rerun_from_reaction(payload, job.id)
         finally:
             self._reacting.discard(key)
@@ -330,36 +294,15 @@ class Iterate(commands.Cog):
                 del self._admitted[old]
         return key in self._admitted
 
-    def _reaction_requester(self, payload: discord.RawReactionActionEvent) -> Requester:
-        guild = self.bot.get_guild(payload.guild_id or 0)
-        channel = guild.get_channel_or_thread(payload.channel_id) if guild else None
-        member = payload.member
-        perms = (
-            channel.permissions_for(member)
-            if channel is not None and member is not None
-            else discord.Permissions.none()
-        )
-        return Requester(
-            guild_id=payload.guild_id or 0,
-            channel_id=payload.channel_id,
-            user_id=payload.user_id,
-            role_ids=frozenset(r.id for r in member.roles) if member else frozenset(),
-            channel_nsfw=channel_is_nsfw(channel),
-            can_manage_messages=perms.manage_messages,
-            can_manage_guild=perms.manage_guild,
-            upload_limit=guild.filesize_limit if guild else 10 * 1024 * 1024,
-            parent_channel_id=parent_channel_id(channel),
-        )
-
     async def _rerun_from_reaction(
         self, payload: discord.RawReactionActionEvent, job_id: int
     ) -> None:
         channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
         try:
-            await self.bot.jobs.rerun(job_id, self._reaction_requester(payload))
+            await self.bot.jobs.rerun(job_id, requester_from_reaction(self.bot, payload))
         except MemberError as error:
             await self._take_back(payload)  # so the member can simply react again later
-            await self._short_reply(channel, payload.user_id, str(error))
+            await self._short_reply(channel, payload.user_id, markup(error.parts))
             return
         self._admitted[(payload.message_id, payload.user_id)] = time.monotonic()
         await self._take_back(payload)
@@ -388,4 +331,5 @@ class Iterate(commands.Cog):
 
 
 async def setup(bot: FluxBot) -> None:
+    bot.add_dynamic_items(ResultButton)
     await bot.add_cog(Iterate(bot))

@@ -10,7 +10,6 @@ the settings and the registry that every later request reads.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,16 +18,15 @@ from discord import AppCommandOptionType as OptionType
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.common import reply
+from cogs.utils.render import shown
+from cogs.utils.replies import reply
 
 if TYPE_CHECKING:
     from bot import FluxBot
 
 STRING_MAX = 6000  # Discord's own cap on a string option
-SHOWN_MAX = 20
 
 _SUBCOMMANDS = (OptionType.subcommand.value, OptionType.subcommand_group.value)
-_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff`]")
 _RESOLVED_IN: dict[OptionType, tuple[str, ...]] = {
     OptionType.user: ("users",),
     OptionType.role: ("roles",),
@@ -43,12 +41,6 @@ _KIND_NAMES: dict[OptionType, str] = {
     OptionType.mentionable: "a member or a role of this server",
     OptionType.attachment: "an uploaded file",
 }
-
-
-def shown(value: object) -> str:
-    """A value echoed back safely: no invisible or direction characters, no backticks, short."""
-    text = _UNSHOWABLE.sub("", str(value))
-    return text if len(text) <= SHOWN_MAX else text[: SHOWN_MAX - 1] + "…"
 
 
 def leaf_options(data: Mapping[str, Any]) -> list[dict[str, Any]]:

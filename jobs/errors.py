@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from jobs.text import Part, Words, plain
+
 
 class MemberError(Exception):
-    """A problem the member can act on. `str(error)` is shown to them as is."""
+    """A problem the member can act on. Its `parts` are shown to them as they are (times and
+    channels rendered by the chat); `str(error)` is the plain text."""
+
+    def __init__(self, *parts: Part) -> None:
+        self.parts: Words = tuple(parts)
+        super().__init__(plain(self.parts))
 
 
 class BadRequest(MemberError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jobs.errors import Refused
+from jobs.text import ChannelRef, Part
 from storage.models import EffectiveSettings, GuildSettings, QuotaLimits
 
 
@@ -21,6 +22,8 @@ class Requester:
     can_manage_guild: bool = False
     upload_limit: int = 10 * 1024 * 1024
     parent_channel_id: int | None = None  # set in a thread: the channel whose rules apply
+    # What the bot itself lacks to post results in this channel, as Discord names it.
+    bot_missing: tuple[str, ...] = ()
 
     @property
     def rules_channel_id(self) -> int:
@@ -56,9 +59,14 @@ def quota_limits(settings: GuildSettings, who: Requester) -> QuotaLimits:
 def check_channel(settings: EffectiveSettings) -> None:
     if not settings.channel_allowed:
         allowed = [cid for cid, r in settings.guild.channel_rules.items() if r == "allow"]
-        where = ", ".join(f"<#{cid}>" for cid in allowed[:5])
-        hint = f" Try {where}." if where else ""
-        raise Refused(f"Edits are turned off in this channel.{hint}")
+        parts: list[Part] = ["Edits are turned off in this channel."]
+        if allowed:
+            parts.append(" Try ")
+            for index, cid in enumerate(allowed[:5]):
+                parts += [", "] if index else []
+                parts.append(ChannelRef(cid))
+            parts.append(".")
+        raise Refused(*parts)
 
 
 def is_manager(settings: GuildSettings, who: Requester) -> bool:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from jobs.records import EditJob
 from jobs.request import EditRequest
-from storage.models import Job
 
 Phase = Literal[
     "admitted", "queued", "running", "delivering", "delivered", "failed", "cancelled", "expired"
@@ -60,14 +60,14 @@ class Delivery:
 
 
 class Publisher(Protocol):
-    async def show_status(self, job: Job, update: StatusUpdate) -> int | None:
+    async def show_status(self, job: EditJob, update: StatusUpdate) -> int | None:
         """Create the job's status message or edit it; returns the id when it created one."""
 
-    async def deliver(self, job: Job, delivery: Delivery) -> int:
+    async def deliver(self, job: EditJob, delivery: Delivery) -> int:
         """Post the result (nonce derived from the job id); returns the message id."""
 
-    async def decorate(self, job: Job) -> None:
+    async def decorate(self, job: EditJob) -> None:
         """Finishing touches on a recorded result message (the rerun reaction)."""
 
-    async def notify(self, job: Job, text: str) -> None:
+    async def notify(self, job: EditJob, text: str) -> None:
         """Tell the requester something privately where Discord allows it."""

@@ -7,27 +7,31 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import Generic, cast
 
 from . import schema
 from .connection import Connection, Synchronous
 from .inputs import InputRepository
 from .jobs import JobRepository
 from .loras import LoraRepository
+from .models import Job, RequestT, ResultT
 from .quotas import QuotaRepository
 from .settings import SettingsRepository
 
 log = logging.getLogger(__name__)
 
 
-class Storage:
+class Storage(Generic[RequestT, ResultT]):
     """Everything the bot keeps: one SQLite file, one connection, five repositories."""
 
-    def __init__(self, conn: Connection, schema_version: int) -> None:
+    def __init__(
+        self, conn: Connection, schema_version: int, job_model: type[Job[RequestT, ResultT]]
+    ) -> None:
         self._conn = conn
         self.path = conn.path
         self.schema_version = schema_version
         self.loras = LoraRepository(conn)
-        self.jobs = JobRepository(conn)
+        self.jobs = JobRepository(conn, job_model)
         self.quotas = QuotaRepository(conn)
         self.settings = SettingsRepository(conn)
         self.inputs = InputRepository(conn)
@@ -40,12 +44,14 @@ class Storage:
         busy_timeout: float = 5.0,
         synchronous: Synchronous = "NORMAL",
         migrations: Sequence[schema.Migration] | None = None,
-    ) -> Storage:
+        job_model: type[Job[RequestT, ResultT]] | None = None,
+    ) -> Storage[RequestT, ResultT]:
         """Open (creating if needed) the database and apply pending migrations.
 
         Raises SchemaTooNewError, before any migration or other write, when the file was
         written by a newer bot. `synchronous="FULL"` also survives power loss, at some write speed;
-        `migrations` replaces the packaged ones (tests and tools).
+        `migrations` replaces the packaged ones (tests and tools); `job_model` is the typed
+        `Job[Request, Result]` jobs are read as (default: JSON payloads as dicts).
         """
         file = Path(path)
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -57,12 +63,13 @@ class Storage:
             await conn.close()
             raise
         log.info("storage open at %s, schema %d", file, version)
-        return cls(conn, version)
+        model = job_model if job_model is not None else cast("type[Job[RequestT, ResultT]]", Job)
+        return cls(conn, version, model)
 
     async def close(self) -> None:
         await self._conn.close()
 
-    async def __aenter__(self) -> Storage:
+    async def __aenter__(self) -> Storage[RequestT, ResultT]:
         return self
 
     async def __aexit__(

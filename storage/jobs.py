@@ -10,7 +10,9 @@ import sqlite3
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from datetime import datetime
-from typing import Any, Unpack
+from typing import Any, Generic, Unpack
+
+from pydantic import BaseModel
 
 from . import quotas
 from .clock import from_micro_usd, from_us, opt_from_us, to_micro_usd, to_us, utc
@@ -27,6 +29,8 @@ from .models import (
     NewJob,
     QuotaLimits,
     Refusal,
+    RequestT,
+    ResultT,
 )
 
 log = logging.getLogger(__name__)
@@ -64,13 +68,18 @@ def _update_sql(target: JobState, columns: tuple[str, ...], sources: frozenset[J
     )
 
 
+def _plain(value: Any) -> Any:
+    """A stored payload as JSON data: models are dumped, anything else is already JSON."""
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False)
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: sqlite3.Row, model: type[Job[RequestT, ResultT]]) -> Job[RequestT, ResultT]:
     result = row["result"]
-    return Job(
+    return model(
         id=row["id"],
         guild_id=row["guild_id"],
         channel_id=row["channel_id"],
@@ -106,16 +115,20 @@ def _stored_equals(row: sqlite3.Row, column: str, value: Any) -> bool:
     stored = row[column]
     if column in _JSON_FIELDS and stored is not None:
         stored = json.loads(stored)
-    return bool(stored == value)
+    return bool(stored == _plain(value))
 
 
-class JobRepository:
-    def __init__(self, conn: Connection) -> None:
+class JobRepository(Generic[RequestT, ResultT]):
+    """Jobs come back as `model`: the plain `Job` keeps payloads as JSON dicts; the bot passes
+    `Job[ItsRequest, ItsResult]` so every job it reads is typed."""
+
+    def __init__(self, conn: Connection, model: type[Job[RequestT, ResultT]]) -> None:
         self._conn = conn
+        self._model = model
 
     async def admit(
-        self, new: NewJob, limits: QuotaLimits, *, now: datetime | None = None
-    ) -> Job | Refusal:
+        self, new: NewJob[RequestT], limits: QuotaLimits, *, now: datetime | None = None
+    ) -> Job[RequestT, ResultT] | Refusal:
         """Check window usage, jobs in flight and the server's month spend against `limits`
         and, if all fit, write the job (admitted) and its reservation: one transaction, so
         concurrent admissions, from any number of tasks or processes, never exceed a limit."""
@@ -187,7 +200,7 @@ class JobRepository:
                 outcome.limit,
             )
             return outcome
-        job = _job(outcome)
+        job = _job(outcome, self._model)
         log.info("job %d admitted (%d images, $%.3f)", job.id, job.images, job.cost_usd)
         return job
 
@@ -199,7 +212,7 @@ class JobRepository:
         expect: AbstractSet[JobState] | None = None,
         now: datetime | None = None,
         **fields: Unpack[JobFields],
-    ) -> Job:
+    ) -> Job[RequestT, ResultT]:
         """Move the job to `to` and set `fields`, in one transaction with its ledger change.
 
         Raises IllegalTransition when the lifecycle forbids the move or the job is not in one
@@ -247,14 +260,14 @@ class JobRepository:
             return row, True
 
         row, changed = await self._conn.write(work)
-        job = _job(row)
+        job = _job(row, self._model)
         if changed:
             log.info("job %d → %s", job_id, target)
         return job
 
     async def set_status_message(
         self, job_id: int, message_id: int | None, *, now: datetime | None = None
-    ) -> Job:
+    ) -> Job[RequestT, ResultT]:
         """Record the message that shows the job's progress (any state)."""
         stamp = to_us(utc(now))
 
@@ -267,7 +280,7 @@ class JobRepository:
                 raise JobNotFound(job_id)
             return row
 
-        return _job(await self._conn.write(work))
+        return _job(await self._conn.write(work), self._model)
 
     async def mark_announced(self, job_id: int, *, now: datetime | None = None) -> None:
         """The job's final state has been shown to the member; recovery leaves it alone."""
@@ -279,7 +292,7 @@ class JobRepository:
             )
         )
 
-    async def unannounced(self) -> builtins.list[Job]:
+    async def unannounced(self) -> builtins.list[Job[RequestT, ResultT]]:
         """Finished jobs whose final state was never shown (the process died in between)."""
         return await self._select(
             "SELECT * FROM jobs WHERE announced_at IS NULL"
@@ -287,17 +300,17 @@ class JobRepository:
             (),
         )
 
-    async def get(self, job_id: int) -> Job | None:
+    async def get(self, job_id: int) -> Job[RequestT, ResultT] | None:
         rows = await self._select("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return rows[0] if rows else None
 
-    async def unfinished(self) -> builtins.list[Job]:
+    async def unfinished(self) -> builtins.list[Job[RequestT, ResultT]]:
         """Every job not yet in a terminal state, oldest first: what recovery continues."""
         return await self._select(
             f"SELECT * FROM jobs WHERE state IN ({_UNFINISHED_SQL}) ORDER BY id", ()
         )
 
-    async def active(self, guild_id: int | None = None) -> builtins.list[Job]:
+    async def active(self, guild_id: int | None = None) -> builtins.list[Job[RequestT, ResultT]]:
         """Running or stuck jobs, of one server or of all, oldest first."""
         if guild_id is None:
             return await self.unfinished()
@@ -306,11 +319,11 @@ class JobRepository:
             (guild_id,),
         )
 
-    async def by_result_message(self, message_id: int) -> Job | None:
+    async def by_result_message(self, message_id: int) -> Job[RequestT, ResultT] | None:
         rows = await self._select("SELECT * FROM jobs WHERE result_message_id = ?", (message_id,))
         return rows[0] if rows else None
 
-    async def children(self, job_id: int) -> builtins.list[Job]:
+    async def children(self, job_id: int) -> builtins.list[Job[RequestT, ResultT]]:
         """Reruns made from this job, oldest first."""
         return await self._select(
             "SELECT * FROM jobs WHERE parent_job_id = ? ORDER BY id", (job_id,)
@@ -318,15 +331,17 @@ class JobRepository:
 
     async def recent_for_user(
         self, guild_id: int, user_id: int, limit: int = 10
-    ) -> builtins.list[Job]:
+    ) -> builtins.list[Job[RequestT, ResultT]]:
         """The member's latest jobs on the server, newest first."""
         return await self._select(
             "SELECT * FROM jobs WHERE guild_id = ? AND user_id = ? ORDER BY id DESC LIMIT ?",
             (guild_id, user_id, limit),
         )
 
-    async def _select(self, sql: str, args: tuple[Any, ...]) -> builtins.list[Job]:
+    async def _select(
+        self, sql: str, args: tuple[Any, ...]
+    ) -> builtins.list[Job[RequestT, ResultT]]:
         def work(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
             return conn.execute(sql, args).fetchall()
 
-        return [_job(row) for row in await self._conn.read(work)]
+        return [_job(row, self._model) for row in await self._conn.read(work)]

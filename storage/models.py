@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Generic, Literal, TypedDict
 
 from pydantic import (
     AfterValidator,
@@ -16,6 +16,7 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+from typing_extensions import TypeVar
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -133,13 +134,19 @@ def can_transition(current: JobState, target: JobState) -> bool:
     return target in ALLOWED_TRANSITIONS[current]
 
 
-class NewJob(_Model):
+# What a job stores as JSON. Storage keeps any JSON object; the bot opens it with its own models
+# (`Storage.open(job_model=...)`), so jobs come back typed from the repository up.
+RequestT = TypeVar("RequestT", default=dict[str, Any])
+ResultT = TypeVar("ResultT", default=dict[str, Any])
+
+
+class NewJob(_Model, Generic[RequestT]):
     """A validated, priced request about to be admitted."""
 
     guild_id: Snowflake
     channel_id: Snowflake
     user_id: Snowflake
-    request: dict[str, Any]
+    request: RequestT
     fal_input: dict[str, Any]
     images: Annotated[int, Field(ge=1)]
     cost_usd: Annotated[float, Field(ge=0.0)]
@@ -150,14 +157,14 @@ class NewJob(_Model):
     lora_ids: list[int] = Field(default_factory=list)
 
 
-class Job(NewJob):
+class Job(NewJob[RequestT], Generic[RequestT, ResultT]):
     id: int
     state: JobState
     fal_request_id: str | None = None
     fal_status_url: str | None = None
     fal_response_url: str | None = None
     fal_cancel_url: str | None = None
-    result: dict[str, Any] | None = None
+    result: ResultT | None = None
     error: str | None = None
     status_message_id: int | None = None
     result_message_id: int | None = None
@@ -180,7 +187,7 @@ class JobFields(TypedDict, total=False):
     fal_status_url: str | None
     fal_response_url: str | None
     fal_cancel_url: str | None
-    result: dict[str, Any] | None
+    result: dict[str, Any] | BaseModel | None
     error: str | None
     status_message_id: int | None
     result_message_id: int | None

@@ -327,7 +327,7 @@ async def run_table(world: World, rows: list[Row], prepare: Hook) -> None:
 async def prompt_stored_verbatim(desk: Desk, answer: Answer) -> None:
     job_id = int(answer.text.split("#", 1)[1].split()[0])
     job = await desk.world.job_in(job_id, "delivered")
-    assert job.request["prompt"] == SQL
+    assert job.request.prompt == SQL
     assert any(s["prompt"] == SQL for s in desk.world.fal.submissions())
     _, tables = desk._db()
     assert {"jobs", "loras"} <= set(tables)
@@ -336,8 +336,8 @@ async def prompt_stored_verbatim(desk: Desk, answer: Answer) -> None:
 async def sniffed_as_png(desk: Desk, answer: Answer) -> None:
     job_id = int(answer.text.split("#", 1)[1].split()[0])
     job = await desk.world.job_in(job_id, "delivered")
-    [ref] = job.request["inputs"]
-    assert ref["content_type"] == "image/png"  # Discord said image/jpeg (from the name)
+    [ref] = job.request.inputs
+    assert ref.content_type == "image/png"  # Discord said image/jpeg (from the name)
     stored = [f for f in desk.world.fal.files.values() if f.data == PNG_AS_JPG]
     assert stored and all(f.content_type == "image/png" for f in stored)
 
@@ -354,7 +354,7 @@ async def mentions_never_ping(desk: Desk, answer: Answer) -> None:
         assert set(message.mentions) <= {desk.who("alice").id}, message.mentions
     status = next(m for m in mine if is_status(m))
     assert "@everyone" not in status.content.replace("@\u200beveryone", "")
-    assert job.request["prompt"] == MENTIONS
+    assert job.request.prompt == MENTIONS
 
 
 PNG_AS_JPG = png(600, 400, (1, 2, 3))
@@ -1155,7 +1155,7 @@ async def stale_cancel(desk: Desk) -> Answer:
 async def first_three_of_four(desk: Desk, answer: Answer) -> None:
     job_id = int(answer.text.split("#", 1)[1].split()[0])
     job = await desk.world.job_in(job_id, "delivered")
-    assert len(job.request["inputs"]) == 3
+    assert len(job.request.inputs) == 3
     fetched = [e.data.filename for e in desk.emu.events if e.kind == "cdn_get"]
     assert {"first.png", "second.png", "third.png"} <= set(fetched)
     assert "fourth.png" not in fetched, "the fourth image was downloaded"

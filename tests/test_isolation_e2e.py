@@ -121,7 +121,7 @@ async def test_as_admins_cannot_change_bs_registry_or_settings(
     text = await in_b(world, b, "bob", "edit", {"prompt": "b again", "lora": "clay"})
     assert "is on its way" in text  # A's zero quota and budget don't reach B
     job = await world.job_in(2, "delivered")
-    assert job.guild_id == b.id and job.request["loras"][0]["path"] == "owner/clay-b"
+    assert job.guild_id == b.id and job.request.loras[0].path == "owner/clay-b"
 
 
 async def test_jobs_usage_and_quota_of_b_are_invisible_from_a(

@@ -613,7 +613,7 @@ async def test_context_menu_with_four_images_uses_the_first_three(world: World) 
     await result_with_reaction(world)
     job = await world.bot.storage.jobs.get(1)
     assert job is not None
-    used = [ref["sha256"] for ref in job.request["inputs"]]
+    used = [ref.sha256 for ref in job.request.inputs]
     assert used == [hashlib.sha256(data).hexdigest() for data in images[:3]]
     assert len(world.fal.submissions()[0]["image_urls"]) == 3
 

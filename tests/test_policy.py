@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
+from cogs.utils.render import markup
 from jobs.errors import Refused
 from jobs.policy import (
     Requester,
@@ -96,12 +98,14 @@ def _effective(rules: dict[int, str], channel: int) -> EffectiveSettings:
 def test_channel_rules() -> None:
     check_channel(_effective({}, 10))
     check_channel(_effective({11: "deny"}, 10))
-    with pytest.raises(Refused, match=r"^Edits are turned off in this channel\.$"):
+    with pytest.raises(Refused) as refused:
         check_channel(_effective({10: "deny"}, 10))
+    assert re.search(r"^Edits are turned off in this channel\.$", markup(refused.value.parts))
     check_channel(_effective({10: "allow"}, 10))
     # One allowed channel turns the others off, and the refusal points there.
-    with pytest.raises(Refused, match=r"Try <#11>, <#12>\.$"):
+    with pytest.raises(Refused) as refused:
         check_channel(_effective({11: "allow", 12: "allow", 13: "deny"}, 10))
+    assert re.search(r"Try <#11>, <#12>\.$", markup(refused.value.parts))
 
 
 def test_managers_are_manage_server_or_a_named_role() -> None:
@@ -135,7 +139,7 @@ def quota_refusal(used: int, limit: int, wanted: int, frees: datetime | None) ->
 
 
 def test_quota_refusal_gives_the_numbers_and_when_the_next_frees() -> None:
-    text = describe_refusal(quota_refusal(10, 10, 1, FREES), 1, LIMITS)
+    text = markup(describe_refusal(quota_refusal(10, 10, 1, FREES), 1, LIMITS))
     assert text == (
         f"You've used 10 of 10 images in the last 24 h; the next one frees "
         f"<t:{int(FREES.timestamp())}:R>."
@@ -143,7 +147,7 @@ def test_quota_refusal_gives_the_numbers_and_when_the_next_frees() -> None:
 
 
 def test_quota_refusal_for_a_job_larger_than_what_is_left() -> None:
-    text = describe_refusal(quota_refusal(8, 10, 4, FREES), 4, LIMITS)
+    text = markup(describe_refusal(quota_refusal(8, 10, 4, FREES), 4, LIMITS))
     assert text.startswith(
         "You've used 8 of 10 images in the last 24 h; this edit makes 4 and you have 2 left; "
         "the next one frees <t:"
@@ -151,7 +155,7 @@ def test_quota_refusal_for_a_job_larger_than_what_is_left() -> None:
 
 
 def test_quota_refusal_of_zero_says_edits_are_off_for_the_member() -> None:
-    text = describe_refusal(quota_refusal(0, 0, 1, None), 1, LIMITS)
+    text = markup(describe_refusal(quota_refusal(0, 0, 1, None), 1, LIMITS))
     assert text == (
         "Your quota on this server is 0 images per 24 h, so you can't make edits here. "
         "An admin can change it with `/admin quota`."
@@ -160,11 +164,11 @@ def test_quota_refusal_of_zero_says_edits_are_off_for_the_member() -> None:
 
 def test_in_flight_and_budget_refusals() -> None:
     running = Refusal(kind="in_flight", used=2, limit=2, requested=1, next_free_at=None)
-    assert describe_refusal(running, 1, LIMITS).startswith(
+    assert markup(describe_refusal(running, 1, LIMITS)).startswith(
         "You already have 2 edits running (the limit is 2)."
     )
     budget = Refusal(kind="budget", used=25.0, limit=25.0, requested=0.04, next_free_at=FREES)
-    assert describe_refusal(budget, 1, LIMITS) == (
+    assert markup(describe_refusal(budget, 1, LIMITS)) == (
         "This server has spent $25.00 of its $25.00 monthly budget for edits; it resets "
         f"<t:{int(FREES.timestamp())}:D>. An admin can raise it with `/admin budget set`."
     )

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cogs.admin import NOT_MANAGER, ONLY_OWNERS_NAME_MANAGERS
+from cogs.utils.lora_ui import ConfirmRemove
 from tests.discord_emulator import DiscordEmulator
 from tests.discord_emulator.errors import EmulatorError
 from tests.discord_emulator.interactions import Interaction
@@ -364,8 +365,8 @@ async def test_remove_asks_first_and_past_results_keep_their_recipe(world: World
     # The job and its result message still describe what was made.
     kept = await world.bot.storage.jobs.get(1)
     assert kept is not None and kept.state == "delivered"
-    assert kept.request["loras"][0]["name"] == "clay"
-    assert kept.request["loras"][0]["path"] == "owner/clay"
+    assert kept.request.loras[0].name == "clay"
+    assert kept.request.loras[0].path == "owner/clay"
     assert fields(result.embeds[0])["LoRAs"] == "`clay` × 0.8"
     assert not result.deleted
     # Rerunning it is refused with the reason; nothing reaches fal.
@@ -382,9 +383,7 @@ async def test_remove_asks_first_and_past_results_keep_their_recipe(world: World
 async def test_unanswered_remove_question_expires_cleanly(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The bot runs its own copy of the extension module (load_extension re-imports it).
-    live = world.bot.extensions["cogs.loras"]
-    monkeypatch.setattr(live.ConfirmRemove, "TIMEOUT", 0.2)
+    monkeypatch.setattr(ConfirmRemove, "TIMEOUT", 0.2)
     await world.add_lora("clay")
     ask = await run(world, "carol", "admin lora remove", {"name": "clay"})
     await text_of(ask)

@@ -10,8 +10,8 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from cogs.render import RERUN_EMOJI, recipe_embed, status_text
-from cogs.views import result_view, status_view
+from cogs.utils.buttons import result_view, status_view
+from cogs.utils.render import RERUN_EMOJI, recipe_embed, status_text
 from jobs.metrics import Metrics
 from jobs.publisher import (
     Delivery,
@@ -20,7 +20,7 @@ from jobs.publisher import (
     DeliveryTooLarge,
     StatusUpdate,
 )
-from storage.models import Job
+from jobs.records import EditJob
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,10 @@ class DiscordPublisher:
                 del self._interactions[old_id]
         self._interactions[job_id] = interaction
 
-    def _channel(self, job: Job) -> discord.PartialMessageable:
+    def _channel(self, job: EditJob) -> discord.PartialMessageable:
         return self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
 
-    async def show_status(self, job: Job, update: StatusUpdate) -> int | None:
+    async def show_status(self, job: EditJob, update: StatusUpdate) -> int | None:
         content = status_text(job, update)
         view = status_view(job.id, running=update.phase in LIVE_PHASES)
         channel = self._channel(job)
@@ -98,7 +98,7 @@ class DiscordPublisher:
             raise _translate(error, job.channel_id, self.metrics) from error
         return None
 
-    async def deliver(self, job: Job, delivery: Delivery) -> int:
+    async def deliver(self, job: EditJob, delivery: Delivery) -> int:
         files = [
             discord.File(io.BytesIO(image.data), filename=image.filename, spoiler=image.spoiler)
             for image in delivery.images
@@ -129,7 +129,7 @@ class DiscordPublisher:
             raise _translate(error, job.channel_id, self.metrics) from error
         return message.id
 
-    async def decorate(self, job: Job) -> None:
+    async def decorate(self, job: EditJob) -> None:
         """The 🔁 reaction, once the delivery is recorded; a failure here loses nothing."""
         if job.result_message_id is None:
             return
@@ -139,7 +139,7 @@ class DiscordPublisher:
         except discord.HTTPException:
             log.info("job %s: could not add the rerun reaction", job.id)
 
-    async def notify(self, job: Job, text: str) -> None:
+    async def notify(self, job: EditJob, text: str) -> None:
         interaction = self._interactions.pop(job.id, None)
         mentions = discord.AllowedMentions.none()
         if interaction is not None:

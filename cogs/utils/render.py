@@ -1,18 +1,26 @@
-"""What members read: status lines, the recipe embed, limits respected (discord-limits.md)."""
+"""What members read: status lines, the recipe embed, the domain's words with their times and
+channels as Discord markup, within Discord's limits (docs/discord-limits.md)."""
 
 from __future__ import annotations
+
+import re
+from datetime import datetime
 
 import discord
 
 from jobs.publisher import Delivery, StatusUpdate
-from jobs.refusals import discord_time, plural
+from jobs.records import EditJob
 from jobs.request import MATCH_INPUT, EditRequest
-from storage.models import Job
+from jobs.text import ChannelRef, TimeStyle, When, Words, plural
 
+MESSAGE_MAX = 2000
 EMBED_DESCRIPTION_MAX = 4096
 PROMPT_SHOWN_MAX = 1000
 FIELD_MAX = 1024
 RERUN_EMOJI = "🔁"
+
+SHOWN_MAX = 20
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff`]")
 
 _PHASE_TEXT = {
     "admitted": "⏳ Accepted, sending to fal…",
@@ -24,6 +32,36 @@ _PHASE_TEXT = {
     "cancelled": "🚫 Cancelled",
     "expired": "⌛ Timed out",
 }
+
+
+def timestamp(moment: datetime, style: TimeStyle = "R") -> str:
+    """Discord renders <t:…> in each reader's own time zone and language."""
+    return f"<t:{int(moment.timestamp())}:{style}>"
+
+
+def markup(parts: Words) -> str:
+    """The domain's words with their moments and channels as Discord shows them."""
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, When):
+            out.append(timestamp(part.moment, part.style))
+        elif isinstance(part, ChannelRef):
+            out.append(f"<#{part.id}>")
+        else:
+            out.append(part)
+    return "".join(out)
+
+
+def message_link(guild_id: int, channel_id: int, message_id: int) -> str:
+    return discord.MessageReference(
+        message_id=message_id, channel_id=channel_id, guild_id=guild_id
+    ).jump_url
+
+
+def shown(value: object) -> str:
+    """A value echoed back safely: no invisible or direction characters, no backticks, short."""
+    text = _UNSHOWABLE.sub("", str(value))
+    return text if len(text) <= SHOWN_MAX else text[: SHOWN_MAX - 1] + "…"
 
 
 def quote_prompt(prompt: str, limit: int = PROMPT_SHOWN_MAX) -> str:
@@ -51,7 +89,7 @@ def size_text(request: EditRequest) -> str:
     return f"{request.width}×{request.height} ({label})"
 
 
-def status_text(job: Job, update: StatusUpdate) -> str:
+def status_text(job: EditJob, update: StatusUpdate) -> str:
     request = update.request
     head = f"**Edit #{job.id}** for <@{job.user_id}> · {_PHASE_TEXT[update.phase]}"
     parts = [head]
@@ -59,9 +97,9 @@ def status_text(job: Job, update: StatusUpdate) -> str:
         ahead = update.queue_position
         parts.append("next in line" if ahead == 0 else f"{ahead} ahead")
     if update.phase in ("admitted", "queued", "running", "delivering"):
-        parts.append(f"started {discord_time(update.started_at)}")
+        parts.append(f"started {timestamp(update.started_at)}")
         if update.eta_at is not None:
-            parts.append(f"ETA {discord_time(update.eta_at)}")
+            parts.append(f"ETA {timestamp(update.eta_at)}")
     lines = [" · ".join(parts)]
     if update.note:
         lines.append(update.note)
@@ -69,10 +107,10 @@ def status_text(job: Job, update: StatusUpdate) -> str:
     count = f"{request.count} image{'s' if request.count != 1 else ''}"
     lines.append(f"> {quote_prompt(request.prompt, 300)}")
     lines.append(f"-# {loras} · {size_text(request)} · {count} · seed {request.seed}")
-    return "\n".join(lines)[:2000]
+    return "\n".join(lines)[:MESSAGE_MAX]
 
 
-def recipe_embed(job: Job, delivery: Delivery, guild_id: int) -> discord.Embed:
+def recipe_embed(job: EditJob, delivery: Delivery, guild_id: int) -> discord.Embed:
     request = delivery.request
     embed = discord.Embed(
         title=f"Edit #{job.id}",
@@ -92,7 +130,7 @@ def recipe_embed(job: Job, delivery: Delivery, guild_id: int) -> discord.Embed:
         )
     if delivery.parent_result is not None:
         channel_id, message_id = delivery.parent_result
-        link = f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+        link = message_link(guild_id, channel_id, message_id)
         embed.add_field(name="Made from", value=f"[#{job.parent_job_id}]({link})")
     notes = list(delivery.notes)
     if delivery.blocked:
@@ -104,3 +142,19 @@ def recipe_embed(job: Job, delivery: Delivery, guild_id: int) -> discord.Embed:
         footer = " · ".join(notes) + " · " + footer
     embed.set_footer(text=footer[:2048])
     return embed
+
+
+def follow_link(job: EditJob) -> str:
+    """Where the member can watch a new job."""
+    if job.status_message_id is None:
+        return ""
+    link = message_link(job.guild_id, job.channel_id, job.status_message_id)
+    return f" Follow it [here]({link})."
+
+
+def started_text(job: EditJob, note: str = "") -> str:
+    """The private answer to /edit and the message menu once the edit is admitted."""
+    return (
+        f"Edit #{job.id} is on its way: {plural(job.request.count, 'image')}, about "
+        f"${job.cost_usd:.3f}.{follow_link(job)} {note}".strip()
+    )

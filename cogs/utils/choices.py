@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from discord import app_commands
 
-from storage.loras import LoraRepository
-from storage.models import Lora
+from jobs.records import Lora
+from jobs.registry import Registry, Viewer
 
 AUTOCOMPLETE_LIMIT = 25  # Discord refuses a 26th choice
 CHOICE_MAX = 100  # Discord's limit for a choice's name and value
 
 
 def choice_label(lora: Lora, *, show_state: bool = False) -> str:
-    """`name · scale · description…`; admins also see whether it is disabled or NSFW."""
+    """`name · scale · description…`; managers also see whether it is disabled or NSFW."""
     head = lora.name
     if show_state:
         head += "".join([" (disabled)" if not lora.enabled else "", " (NSFW)" if lora.nsfw else ""])
@@ -36,19 +36,8 @@ def lora_choices(loras: list[Lora], *, show_state: bool = False) -> list[app_com
 
 
 async def search_choices(
-    loras: LoraRepository,
-    guild_id: int,
-    current: str,
-    *,
-    include_disabled: bool,
-    include_nsfw: bool,
+    registry: Registry, guild_id: int, viewer: Viewer, current: str
 ) -> list[app_commands.Choice[str]]:
     """Prefix matches of the name, then name substrings, then description substrings."""
-    found = await loras.search(
-        guild_id,
-        current.strip()[:CHOICE_MAX],  # Discord caps what can be typed; so do we
-        include_disabled=include_disabled,
-        include_nsfw=include_nsfw,
-        limit=AUTOCOMPLETE_LIMIT,
-    )
-    return lora_choices(found, show_state=include_disabled)
+    found = await registry.search(guild_id, viewer, current, CHOICE_MAX)
+    return lora_choices(found, show_state=viewer.manager)

@@ -1,0 +1,83 @@
+"""Where the bot's parts are built, in one place outside the Bot class: storage, the fal
+client, metrics, the Discord publisher and the job service (docs/architecture.md, "Layers").
+
+The Bot only asks for them in `setup_hook` (they need the running loop) and closes them once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from discord.ext import commands
+
+from client.fal import FalClient
+from cogs.utils.publisher import DiscordPublisher
+from jobs.context import JobConfig
+from jobs.metrics import Metrics
+from jobs.records import EditJob, EditStorage
+from jobs.service import JobService
+from settings import Settings
+from storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Parts:
+    storage: EditStorage
+    fal: FalClient
+    publisher: DiscordPublisher
+    jobs: JobService
+    closed: bool = False
+
+    async def close(self) -> None:
+        """Stop driving jobs first (their state is stored), then the clients they use. Once."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.jobs.close()
+        finally:
+            try:
+                await self.fal.aclose()
+            finally:
+                await self.storage.close()
+
+
+async def build_parts(
+    bot: commands.Bot,
+    settings: Settings,
+    metrics: Metrics,
+    *,
+    fal_options: dict[str, Any] | None = None,
+) -> Parts:
+    """Open the database (migrating it), make the fal client and wire the job service to the
+    Discord publisher. No network call happens here."""
+    storage = await Storage.open(settings.database_path, job_model=EditJob)
+    try:
+        fal = FalClient(
+            settings.fal_url("fal_queue_url"),
+            settings.fal_url("fal_rest_url"),
+            settings.fal_url("fal_cdn_url"),
+            settings.fal_key.get_secret_value(),
+            settings.fal_endpoint,
+            **(fal_options or {}),  # tests: faster polling and retries
+        )
+    except BaseException:
+        await storage.close()
+        raise
+    publisher = DiscordPublisher(bot, metrics)
+    jobs = JobService(
+        storage,
+        fal,
+        publisher,
+        JobConfig(
+            outputs_dir=settings.database_path.parent / "outputs",
+            job_timeout=float(settings.job_timeout_seconds),
+            max_loras_per_server=settings.max_loras_per_server,
+        ),
+        metrics=metrics,
+    )
+    return Parts(storage=storage, fal=fal, publisher=publisher, jobs=jobs)

@@ -1,0 +1,206 @@
+"""Admission: the checks in the order that spends nothing on a request that fails, then the
+atomic reservation of quota and budget with the job row (docs/architecture.md, "Data flow")."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from client.pricing import estimate_cost_usd
+from jobs.context import JobContext
+from jobs.errors import Refused
+from jobs.inputs import InputFile, Inputs
+from jobs.policy import Requester, check_channel, quota_limits, safety_checker_on
+from jobs.publisher import DeliveryError
+from jobs.records import EditJob
+from jobs.refusals import describe_refusal, next_month
+from jobs.registry import Registry
+from jobs.request import EditOptions, EditRequest, InputRef, RecipeLora, build_request
+from jobs.runner import Runner
+from jobs.status import StatusBoard
+from storage.models import EffectiveSettings, NewJob, QuotaLimits, Refusal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """An admitted job and what the member is told about it."""
+
+    job: EditJob
+    request: EditRequest
+
+
+class Admission:
+    def __init__(
+        self,
+        ctx: JobContext,
+        inputs: Inputs,
+        registry: Registry,
+        runner: Runner,
+        status: StatusBoard,
+    ) -> None:
+        self._ctx = ctx
+        self._inputs = inputs
+        self._registry = registry
+        self._runner = runner
+        self._status = status
+
+    async def start_edit(
+        self,
+        who: Requester,
+        options: EditOptions,
+        files: Sequence[InputFile],
+        *,
+        parent_job_id: int | None = None,
+    ) -> Started:
+        """/edit and the message menu: cheap checks first, so nothing is downloaded or
+        uploaded for a request that fails them; then inputs, recipe, admission."""
+        if who.bot_missing:
+            raise Refused(
+                "I can't post results in this channel: I need "
+                + ", ".join(who.bot_missing)
+                + " here. Ask an admin, or use another channel."
+            )
+        settings = await self.check_allowed(who)
+        loras = await self._registry.resolve(who, [(p.name, p.scale) for p in options.loras])
+        inputs = await self._inputs.prepare(files)
+        request = await self.build(who, options, inputs, loras=loras, settings=settings)
+        job = await self.admit(who, request, parent_job_id=parent_job_id, settings=settings)
+        return Started(job=job, request=request)
+
+    async def check_allowed(self, who: Requester) -> EffectiveSettings:
+        """Channel rules and the member's quota, before anything is downloaded or uploaded.
+        Returns the settings read, for build() and admit() in the same request."""
+        settings = await self._ctx.storage.settings.effective(who.guild_id, who.rules_channel_id)
+        check_channel(settings)
+        limits = quota_limits(settings.guild, who)
+        refusal = await self._precheck(who, limits)
+        if refusal is not None:
+            self._ctx.metrics.refusals.labels(reason=refusal.kind).inc()
+            raise Refused(*describe_refusal(refusal, 1, limits))
+        return settings
+
+    async def _precheck(self, who: Requester, limits: QuotaLimits) -> Refusal | None:
+        """A non-binding look at the limits; admit() checks again atomically. Same order as
+        admit(): the budget (the longest wait) first."""
+        now = self._ctx.now()
+        quotas = self._ctx.storage.quotas
+        budget = limits.monthly_budget_usd
+        if budget:
+            spent = await quotas.guild_spend(who.guild_id, now=now)
+            if spent >= budget:
+                return Refusal(
+                    kind="budget",
+                    used=spent,
+                    limit=budget,
+                    requested=0,
+                    next_free_at=next_month(now),
+                )
+        usage = await quotas.usage(who.guild_id, who.user_id, limits.window_seconds, now=now)
+        cap = limits.images_per_window
+        if cap is not None and usage.images_used >= cap:
+            return Refusal(
+                kind="quota",
+                used=usage.images_used,
+                limit=cap,
+                requested=1,
+                next_free_at=usage.next_free_at,
+            )
+        if limits.max_in_flight is not None and usage.in_flight >= limits.max_in_flight:
+            return Refusal(
+                kind="in_flight",
+                used=usage.in_flight,
+                limit=limits.max_in_flight,
+                requested=1,
+                next_free_at=None,
+            )
+        return None
+
+    async def build(
+        self,
+        who: Requester,
+        options: EditOptions,
+        inputs: list[InputRef],
+        *,
+        loras: list[RecipeLora] | None = None,
+        settings: EffectiveSettings | None = None,
+    ) -> EditRequest:
+        settings = settings or await self._ctx.storage.settings.effective(
+            who.guild_id, who.rules_channel_id
+        )
+        check_channel(settings)
+        if loras is None:
+            loras = await self._registry.resolve(who, [(p.name, p.scale) for p in options.loras])
+        return build_request(
+            options,
+            inputs=inputs,
+            loras=loras,
+            seed=options.seed if options.seed is not None else self._ctx.new_seed(),
+            safety_checker=safety_checker_on(settings.nsfw_policy, who.channel_nsfw),
+            upload_limit=who.upload_limit,
+            max_images=settings.max_images_per_job,
+            max_steps=settings.max_steps,
+        )
+
+    async def admit(
+        self,
+        who: Requester,
+        request: EditRequest,
+        *,
+        parent_job_id: int | None = None,
+        request_message_id: int | None = None,
+        settings: EffectiveSettings | None = None,
+    ) -> EditJob:
+        """Reserve quota and write the job atomically, show its status, start driving it."""
+        ctx = self._ctx
+        settings = settings or await ctx.storage.settings.effective(
+            who.guild_id, who.rules_channel_id
+        )
+        check_channel(settings)
+        limits = quota_limits(settings.guild, who)
+        now = ctx.now()
+        cost = estimate_cost_usd(len(request.inputs), request.width, request.height, request.count)
+        outcome = await ctx.storage.jobs.admit(
+            NewJob[EditRequest](
+                guild_id=who.guild_id,
+                channel_id=who.channel_id,
+                user_id=who.user_id,
+                request=request,
+                fal_input=request.to_fal_input().model_dump(mode="json", exclude_none=True),
+                images=request.count,
+                cost_usd=cost,
+                parent_job_id=parent_job_id,
+                request_message_id=request_message_id,
+                deadline_at=now + timedelta(seconds=ctx.config.job_timeout),
+                seed=request.seed,
+                lora_ids=[lora.id for lora in request.loras],
+            ),
+            limits,
+            now=now,
+        )
+        if isinstance(outcome, Refusal):
+            ctx.metrics.refusals.labels(reason=outcome.kind).inc()
+            raise Refused(*describe_refusal(outcome, request.count, limits))
+        job = outcome
+        ctx.metrics.transitions.labels(state="admitted").inc()
+        ctx.metrics.in_flight.inc()
+        log.info(
+            "job %s admitted guild=%s user=%s images=%s cost=%.4f",
+            job.id,
+            job.guild_id,
+            job.user_id,
+            job.images,
+            job.cost_usd,
+        )
+        # Submit first: the status message (a Discord round trip, serialised per channel by
+        # discord.py's rate limiter) is posted meanwhile, off the member's critical path.
+        self._runner.spawn(job.id)
+        try:
+            await self._status.show(job.id, self._status.update(job, "admitted"), raise_errors=True)
+        except DeliveryError as error:
+            await self._runner.abandon(job.id)
+            raise Refused(f"{error} You were not charged.") from None
+        return await self._ctx.storage.jobs.get(job.id) or job

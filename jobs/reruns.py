@@ -1,0 +1,94 @@
+"""Working from a result: rerun (🔁 or the button), tweak, use as input, delete. Who may do
+what follows the server's rerun policy; other servers' results do not exist here."""
+
+from __future__ import annotations
+
+from jobs.admission import Admission
+from jobs.context import JobContext
+from jobs.errors import NotAllowed, NotFound
+from jobs.policy import Requester, is_manager
+from jobs.records import EditJob
+from jobs.registry import Registry
+from jobs.request import EditOptions, InputRef, RecipeLora
+
+
+class Reruns:
+    def __init__(self, ctx: JobContext, admission: Admission, registry: Registry) -> None:
+        self._ctx = ctx
+        self._admission = admission
+        self._registry = registry
+
+    async def result_job(self, who: Requester, job_id: int) -> EditJob:
+        """A job of this server, or NotFound (other servers' jobs are invisible)."""
+        job = await self._ctx.storage.jobs.get(job_id)
+        if job is None or job.guild_id != who.guild_id:
+            raise NotFound("That edit doesn't exist on this server.")
+        return job
+
+    async def by_result_message(self, guild_id: int, message_id: int) -> EditJob | None:
+        """The job whose result is this message, on this server (for 🔁 reactions)."""
+        job = await self._ctx.storage.jobs.by_result_message(message_id)
+        return job if job is not None and job.guild_id == guild_id else None
+
+    async def check_rerun(self, who: Requester, job_id: int) -> EditJob:
+        """The job to rerun if the server's rerun policy lets `who` rerun it, else NotAllowed."""
+        parent = await self.result_job(who, job_id)
+        settings = await self._ctx.storage.settings.effective(who.guild_id, who.rules_channel_id)
+        if (
+            settings.rerun_policy == "requester"
+            and parent.user_id != who.user_id
+            and not is_manager(settings.guild, who)
+        ):
+            raise NotAllowed("On this server only the member who made an edit can rerun it.")
+        return parent
+
+    async def check_before_form(self, who: Requester, job_id: int) -> EditJob:
+        """Refuse at the click, not after the member has filled in a form (Tweak, Use as
+        input): the rerun policy, the channel and the member's quota."""
+        job = await self.check_rerun(who, job_id)
+        await self._admission.check_allowed(who)
+        return job
+
+    async def check_delete(self, who: Requester, job_id: int) -> EditJob:
+        job = await self.result_job(who, job_id)
+        if job.user_id != who.user_id and not who.can_manage_messages:
+            raise NotAllowed("Only the member who made this edit (or a moderator) can delete it.")
+        return job
+
+    async def rerun(
+        self,
+        job_id: int,
+        who: Requester,
+        *,
+        seed: int | None = None,
+        prompt: str | None = None,
+        scales: dict[str, float] | None = None,
+        first_input: InputRef | None = None,
+    ) -> EditJob:
+        """A new job from a result's recipe: new seed unless given; the rerunner is charged."""
+        parent = await self.check_rerun(who, job_id)
+        old = parent.request
+        loras: list[RecipeLora] = []
+        for lora in old.loras:
+            current = await self._registry.current(who, lora)
+            scale = (scales or {}).get(lora.name, lora.scale)
+            loras.append(lora.model_copy(update={"scale": scale, "name": current.name}))
+        resolved = await self._registry.resolve(who, [(lora.name, lora.scale) for lora in loras])
+        inputs = list(old.inputs)
+        if first_input is not None:
+            inputs = [first_input, *inputs[1:]]
+        options = EditOptions(
+            prompt=old.prompt if prompt is None else prompt,
+            seed=self._ctx.new_seed() if seed is None else seed,
+            guidance=old.guidance,
+            steps=old.steps,
+            size=old.size if old.size != "custom" else None,
+            width=old.width if old.size == "custom" else None,
+            height=old.height if old.size == "custom" else None,
+            count=old.count,
+            acceleration=old.acceleration,
+            expand_prompt=old.expand_prompt,
+            output_format=old.output_format,
+        )
+        request = await self._admission.build(who, options, inputs, loras=resolved)
+        return await self._admission.admit(who, request, parent_job_id=parent.id)

@@ -1,0 +1,165 @@
+"""Driving jobs: one task per job reads the stored state and continues from there, so the same
+code runs a fresh job and one recovered after a restart (docs/architecture.md,
+"Restart recovery"). Cancel and expiry end a job wherever it is."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from jobs.at_fal import AtFal
+from jobs.context import JobContext
+from jobs.delivery import Deliverer
+from jobs.errors import NotAllowed, NotFound
+from jobs.policy import Requester, is_manager
+from jobs.records import EditJob
+from jobs.status import StatusBoard, StatusThrottle
+from jobs.transitions import Transitions
+from storage.models import TERMINAL_STATES, JobState
+
+log = logging.getLogger(__name__)
+
+
+def cancellable(job: EditJob) -> bool:
+    """Running at fal or waiting for it; a completed job is being posted, nothing to cancel."""
+    return job.state not in TERMINAL_STATES and job.state != JobState.COMPLETED
+
+
+class Runner:
+    def __init__(
+        self,
+        ctx: JobContext,
+        transitions: Transitions,
+        status: StatusBoard,
+        at_fal: AtFal,
+        deliverer: Deliverer,
+    ) -> None:
+        self._ctx = ctx
+        self._transitions = transitions
+        self._status = status
+        self._fal = at_fal
+        self._deliverer = deliverer
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._closing = False
+
+    async def recover(self) -> int:
+        """Continue every job that was not finished when the process stopped, and show the
+        final state of those that finished but were never shown (the process died between)."""
+        storage = self._ctx.storage
+        jobs = await storage.jobs.unfinished()
+        self._ctx.metrics.in_flight.set(len(jobs))
+        unannounced = await storage.jobs.unannounced()
+        for job in [*jobs, *unannounced]:
+            log.info("job %s recovered in state %s", job.id, job.state.value)
+            self.spawn(job.id)
+        return len(jobs) + len(unannounced)
+
+    def spawn(self, job_id: int) -> None:
+        if self._closing or job_id in self._tasks:
+            return
+        task = asyncio.create_task(self._drive(job_id), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+
+    async def wait_idle(self) -> None:
+        """Wait until no job task runs (tests and graceful shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop driving jobs; their state is stored and a restart continues them."""
+        self._closing = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _stop_task(self, job_id: int) -> None:
+        task = self._tasks.pop(job_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _drive(self, job_id: int) -> None:
+        job = await self._ctx.storage.jobs.get(job_id)
+        if job is None:
+            return
+        if job.state in TERMINAL_STATES:
+            if job.announced_at is None:
+                await self._status.announce(job)
+            return
+        throttle = self._status.throttle(job_id)
+        try:
+            if job.state in (JobState.ADMITTED, JobState.SUBMITTED):
+                job = await self._run_at_fal(job, throttle)
+            if job.state == JobState.COMPLETED:
+                await throttle.push(self._status.update(job, "delivering"), force=True)
+                # Reloaded: that status push may have just recorded the status message id.
+                await self._deliverer.deliver(await self._transitions.reload(job_id))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s crashed in state %s", job_id, job.state)
+            await self._status.fail(
+                job_id, "Something went wrong on our side. You were not charged."
+            )
+        finally:
+            throttle.close()
+
+    async def _run_at_fal(self, job: EditJob, throttle: StatusThrottle) -> EditJob:
+        """Submit (if not yet) and watch until fal is done; expire the job at its deadline."""
+        remaining = (job.deadline_at - self._ctx.now()).total_seconds()
+        try:
+            async with asyncio.timeout(max(0.0, remaining)):
+                if job.state == JobState.ADMITTED:
+                    job = await self._fal.submit(job)
+                if job.state == JobState.SUBMITTED:
+                    job = await self._fal.watch(job, throttle)
+        except TimeoutError:
+            await self._expire(job.id)
+            return await self._transitions.reload(job.id)
+        return job
+
+    async def _expire(self, job_id: int) -> None:
+        job = await self._transitions.reload(job_id)
+        if job.state in TERMINAL_STATES:
+            return
+        await self._fal.cancel(job, "on expiry")
+        minutes = self._ctx.config.job_timeout / 60
+        text = f"fal didn't finish within {minutes:g} minutes, so I cancelled the edit. "
+        text += "You were not charged."
+        await self._status.end(job_id, JobState.EXPIRED, text)
+
+    async def cancel(self, job_id: int, who: Requester) -> EditJob:
+        ctx = self._ctx
+        job = await ctx.storage.jobs.get(job_id)
+        if job is None or job.guild_id != who.guild_id:
+            raise NotFound("That job doesn't exist on this server.")
+        if job.user_id != who.user_id and not who.can_manage_messages:
+            # Bot managers cancel stuck jobs from `/admin jobs`, with or without Manage Server.
+            guild = await ctx.storage.settings.get(who.guild_id)
+            if not is_manager(guild, who):
+                raise NotAllowed(
+                    "Only the member who started this edit (or a moderator) can cancel it."
+                )
+        if not cancellable(job):
+            raise NotAllowed(f"This edit is already {job.state.value}; nothing to cancel.")
+        await self._stop_task(job_id)
+        job = await self._transitions.reload(job_id)
+        if job.state == JobState.COMPLETED:
+            self.spawn(job_id)  # it finished meanwhile: deliver it after all
+            raise NotAllowed("This edit just finished; the result is on its way.")
+        await self._fal.cancel(job, "on cancel")
+        await self._status.end(
+            job_id, JobState.CANCELLED, f"cancelled by {who.user_id}", note=False
+        )
+        return await self._transitions.reload(job_id)
+
+    async def abandon(self, job_id: int) -> None:
+        """Stop a job that may already be at fal, and refund it."""
+        await self._stop_task(job_id)
+        job = await self._transitions.reload(job_id)
+        await self._fal.cancel(job, "on abandon")
+        await self._transitions.finish(
+            job_id, JobState.FAILED, error="could not post in the channel"
+        )
