@@ -1,4 +1,8 @@
-"""What members read: status lines, the recipe embed, limits respected (discord-limits.md)."""
+"""What members read: status lines, the recipe embed.
+
+Everything is cut to Discord's limits, which refuse the whole message otherwise: content 2,000
+characters, embed description 4,096, field value 1,024, footer 2,048.
+"""
 
 from __future__ import annotations
 
