@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from client.schema import ValidationItem
 
-# Request-error types that fal documents as typically transient (§8.3): resubmitting may work.
+# Request-error types that fal documents as typically transient: resubmitting may work
+# (docs/fal-queue.md, "Errors").
 TRANSIENT_ERROR_TYPES = frozenset(
     {
         "request_timeout",
@@ -122,7 +123,10 @@ class FalSubmitOutcomeUnknown(FalError):
 
 
 class FalRequestFailed(FalError):
-    """The request ran (or tried to) and failed: fal's `{detail, error_type}` (§8.3)."""
+    """The request ran (or tried to) and failed: fal's `{detail, error_type}`.
+
+    (docs/fal-queue.md, "Errors")
+    """
 
     def __init__(
         self,

@@ -8,8 +8,8 @@ Typical use::
         show(status)
     output = await fal.result(handle)   # typed errors for every way it can fail
 
-Every URL after submit is the one fal returned (§1.3); base URLs carry their scheme so the
-client can talk to a local emulator over plain HTTP.
+Every URL after submit is the one fal returned (docs/fal-queue.md, "URLs and request ids");
+base URLs carry their scheme so the client can talk to a local emulator over plain HTTP.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ class RequestHandle(BaseModel):
 
 
 def app_path(endpoint: str) -> str:
-    """The `owner/app` part that status, result and cancel URLs use (§1.2, §1.3)."""
+    """The `owner/app` part that status, result and cancel URLs use.
+
+    (docs/fal-queue.md, "URLs and request ids")
+    """
     parts = [part for part in endpoint.strip("/").split("/") if part]
     if len(parts) == 1:
         legacy = _LEGACY_APP_ID.fullmatch(parts[0])

@@ -1,4 +1,4 @@
-"""What a request to `fal-ai/flux-2/lora/edit` is expected to cost (§11.4).
+"""What a request to `fal-ai/flux-2/lora/edit` is expected to cost (docs/fal-queue.md, "Pricing").
 
 fal bills $0.021 per megapixel of input and output, each input resized to (so billed as) 1 MP.
 We assume the inputs are billed once per request and every output image is billed for its own

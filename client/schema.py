@@ -1,10 +1,10 @@
 """Pydantic models of everything fal sends or receives for `fal-ai/flux-2/lora/edit`.
 
-The field list, defaults and ranges follow fal-queue-protocol.md §11.1 (input), §11.3 (output),
-§4 (queue statuses) and §8 (error bodies). Inputs are validated strictly on our side so a member
-hears about a bad value before anything is paid for; everything fal sends us is parsed leniently
-(unknown keys kept or ignored, optional fields optional) so a new field on fal's side never
-breaks a running job.
+The field list, defaults and ranges follow docs/fal-queue.md: "The edit endpoint's schema" (input
+and output), "Status and the status stream" (queue statuses) and "Errors" (error bodies). Inputs
+are validated strictly on our side so a member hears about a bad value before anything is paid
+for; everything fal sends us is parsed leniently (unknown keys kept or ignored, optional fields
+optional) so a new field on fal's side never breaks a running job.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ ImageSizePreset = Literal[
     "landscape_16_9",
 ]
 
-# width × height of each preset, as the fal toolkit defines them (§11.1).
+# width × height of each preset, as the fal toolkit defines them
+# (docs/fal-queue.md, "The edit endpoint's schema").
 PRESET_DIMENSIONS: dict[str, tuple[int, int]] = {
     "square_hd": (1024, 1024),
     "square": (512, 512),
@@ -74,7 +75,8 @@ class EditInput(BaseModel):
     guidance_scale: Annotated[float, Field(ge=0, le=20)] = 2.5
     seed: int | None = None
     num_inference_steps: Annotated[int, Field(ge=4, le=50)] = 28
-    # None lets fal pick (probably the input's size; §11.1 marks it UNCONFIRMED).
+    # None lets fal pick (probably the input's size; unconfirmed, see docs/fal-queue.md,
+    # "The edit endpoint's schema").
     image_size: ImageSize | ImageSizePreset | None = None
     num_images: Annotated[int, Field(ge=1, le=4)] = 1
     acceleration: Acceleration = "regular"
@@ -110,8 +112,9 @@ class OutputImage(BaseModel):
 
 
 class EditOutput(BaseModel):
-    """The raw result JSON (§11.3). fal marks every top-level field required; we only insist
-    on `images` and `seed`, the two a delivery cannot do without."""
+    """The raw result JSON (docs/fal-queue.md, "The edit endpoint's schema"). fal marks every
+    top-level field required; we only insist on `images` and `seed`, the two a delivery cannot
+    do without."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -135,7 +138,10 @@ KNOWN_STATUSES = frozenset({"IN_QUEUE", "IN_PROGRESS", "COMPLETED"})
 
 
 class QueueStatus(BaseModel):
-    """A status answer from polling, the SSE stream or submit (§4.3)."""
+    """A status answer from polling, the SSE stream or submit.
+
+    (docs/fal-queue.md, "Status and the status stream")
+    """
 
     model_config = ConfigDict(extra="ignore")
 
@@ -165,7 +171,8 @@ class QueueStatus(BaseModel):
 
     @property
     def is_terminal(self) -> bool:
-        """COMPLETED, or a status this client does not know (treated as final, §4.5)."""
+        """COMPLETED, or a status this client does not know (treated as final; docs/fal-queue.md,
+        "Status and the status stream")."""
         return self.status not in ("IN_QUEUE", "IN_PROGRESS")
 
     @property
@@ -187,7 +194,7 @@ class SubmitResponse(BaseModel):
 
 
 class ValidationItem(BaseModel):
-    """One item of a 422 `detail` list (pydantic's error shape, §8.1)."""
+    """One item of a 422 `detail` list (pydantic's error shape; docs/fal-queue.md, "Errors")."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -206,7 +213,7 @@ class ValidationErrorBody(BaseModel):
 
 
 class RequestErrorBody(BaseModel):
-    """fal's infrastructure error shape `{detail, error_type}` (§8.3)."""
+    """fal's infrastructure error shape `{detail, error_type}` (docs/fal-queue.md, "Errors")."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -221,7 +228,10 @@ class CancelBody(BaseModel):
 
 
 class CdnToken(BaseModel):
-    """Answer of `POST /storage/auth/token?storage_type=fal-cdn-v3` (§10.2 A1)."""
+    """Answer of `POST /storage/auth/token?storage_type=fal-cdn-v3`.
+
+    (docs/fal-queue.md, "Storage uploads")
+    """
 
     model_config = ConfigDict(extra="ignore")
 

@@ -1,6 +1,6 @@
 """One place that sends HTTP to fal: authentication, retries, request counting, error mapping.
 
-Retry rules (fal-queue-protocol.md §12.3):
+Retry rules (docs/fal-queue.md, "Retry rules"):
 - idempotent calls (status, result, cancel, uploads, downloads) retry transport errors, 408, 429
   and 500/502/503/504 with jittered exponential backoff;
 - submit retries only when fal provably never saw the request: the connection was never made,

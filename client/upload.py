@@ -1,4 +1,6 @@
-"""Uploading input files to fal storage (§10.2): the CDN v3 token flow, then initiate + PUT.
+"""Uploading input files to fal storage: the CDN v3 token flow, then initiate + PUT.
+
+The flow is described in docs/fal-queue.md, "Storage uploads".
 
 The CDN token is cached until shortly before it expires, so a steady stream of uploads costs
 one request each. If the v3 path fails for any reason but a rejected key, the upload falls back

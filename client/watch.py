@@ -2,9 +2,10 @@
 
 The stream costs one request for the whole life of a job and tells us of completion the moment
 fal knows. When it cannot be opened, breaks, ends before COMPLETED, or stays silent past fal's
-15 s keep-alive (§5), the watcher polls instead, with an interval that grows while nothing
-changes (§12.3 item 2). Polling never goes back to the stream: a stream that failed once for a
-request is likely to fail again (a proxy that buffers, a host that drops long requests).
+15 s keep-alive, the watcher polls instead, with an interval that grows while nothing changes
+(docs/fal-queue.md, "Status and the status stream"). Polling never goes back to the stream: a
+stream that failed once for a request is likely to fail again (a proxy that buffers, a host that
+drops long requests).
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ class _StreamEnded(Exception):
 class _ChangeFilter:
     """Passes a status on only when something a watcher cares about changed.
 
-    Log windows overlap between answers (§4.4), so entries already seen are dropped by
-    (timestamp, message).
+    Log windows overlap between answers (docs/fal-queue.md, "Status and the status stream"),
+    so entries already seen are dropped by (timestamp, message).
     """
 
     def __init__(self) -> None:
