@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from bot import FluxBot, Settings, create_bot
+from emulators.discord_emulator import DiscordEmulator
+from emulators.discord_emulator.interactions import Interaction
+from emulators.discord_emulator.messages import Message
+from emulators.fal_emulator.fixtures import FAST_POLL, fast_retry
+from emulators.fal_emulator.server import FalEmulator
 from storage import Job, JobState, Lora
-from tests.discord_emulator import DiscordEmulator
-from tests.discord_emulator.interactions import Interaction
-from tests.discord_emulator.messages import Message
-from tests.fal_emulator.fixtures import FAST_POLL, fast_retry
-from tests.fal_emulator.server import FalEmulator
 from tests.images import png
 
 RESULT_TIMEOUT = 15.0

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tests.discord_emulator import DiscordEmulator
-from tests.discord_emulator.messages import Message
-from tests.fal_emulator.jobs import IN_QUEUE
-from tests.fal_emulator.server import FalEmulator
+from emulators.discord_emulator import DiscordEmulator
+from emulators.discord_emulator.messages import Message
+from emulators.fal_emulator.jobs import IN_QUEUE
+from emulators.fal_emulator.server import FalEmulator
 
 T = TypeVar("T")
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.discord_emulator import DiscordEmulator
-from tests.discord_emulator.actions import ChannelResolver
-from tests.discord_emulator.commands import (
+from emulators.discord_emulator import DiscordEmulator
+from emulators.discord_emulator.actions import ChannelResolver
+from emulators.discord_emulator.commands import (
     ATTACHMENT,
     CHANNEL,
     CHAT_INPUT,
@@ -33,9 +33,13 @@ from tests.discord_emulator.commands import (
     leaf_schema,
     nest,
 )
-from tests.discord_emulator.interactions import APPLICATION_COMMAND, MESSAGE_COMPONENT, Interaction
-from tests.discord_emulator.messages import Attachment, Message
-from tests.discord_emulator.world import Channel, Member
+from emulators.discord_emulator.interactions import (
+    APPLICATION_COMMAND,
+    MESSAGE_COMPONENT,
+    Interaction,
+)
+from emulators.discord_emulator.messages import Attachment, Message
+from emulators.discord_emulator.world import Channel, Member
 
 # ---------------------------------------------------------------------------- raw interactions
 

@@ -15,11 +15,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulators.discord_emulator import DiscordEmulator
+from emulators.discord_emulator.messages import Message
+from emulators.fal_emulator.server import FalEmulator
 from storage import Storage
 from storage.models import REFUND_STATES, TERMINAL_STATES, JobState
-from tests.discord_emulator import DiscordEmulator
-from tests.discord_emulator.messages import Message
-from tests.fal_emulator.server import FalEmulator
 
 _TITLE = re.compile(r"^Edit #(\d+)$")
 FAILURE_MARKS = ("❌ Failed", "🚫 Cancelled", "⌛ Timed out")

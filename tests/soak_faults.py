@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot import FluxBot, Settings, create_bot
+from emulators.discord_emulator import DiscordEmulator
+from emulators.discord_emulator.interactions import Interaction
+from emulators.discord_emulator.permissions import Permission
+from emulators.fal_emulator.fixtures import FAST_POLL, fast_retry
+from emulators.fal_emulator.server import FalEmulator
 from storage.models import GuildSettings
-from tests.discord_emulator import DiscordEmulator
-from tests.discord_emulator.interactions import Interaction
-from tests.discord_emulator.permissions import Permission
 from tests.emulator_watch import Watch, is_status_message
-from tests.fal_emulator.fixtures import FAST_POLL, fast_retry
-from tests.fal_emulator.server import FalEmulator
 from tests.images import png
 from tests.soak_audit import Summary, audit, settled
 from tests.soak_kill import MEMBERS

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulators.discord_emulator import DiscordEmulator
+from emulators.fal_emulator.server import FalEmulator
 from storage import Storage
 from storage.models import GuildSettings
 from tests.bot_process import BotProcess, bot_environment
-from tests.discord_emulator import DiscordEmulator
 from tests.emulator_watch import KillSwitch, Watch, is_result_message, plan_kills
-from tests.fal_emulator.server import FalEmulator
 from tests.images import png
 from tests.soak_audit import (
     Summary,

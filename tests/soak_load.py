@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulators.discord_emulator import DiscordEmulator
+from emulators.fal_emulator.server import FalEmulator
 from tests.bot_process import BotProcess, bot_environment
-from tests.discord_emulator import DiscordEmulator
 from tests.emulator_watch import Cursor, Watch, is_result_message
-from tests.fal_emulator.server import FalEmulator
 from tests.images import png
 from tests.soak_audit import Summary, audit, settled
 from tests.soak_kill import bot_settings, prepare_database

@@ -26,10 +26,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from emulators.discord_emulator.interactions import MODAL_SUBMIT, Interaction
+from emulators.discord_emulator.messages import Attachment, Message
+from emulators.discord_emulator.world import Member
 from storage import GuildSettings
-from tests.discord_emulator.interactions import MODAL_SUBMIT, Interaction
-from tests.discord_emulator.messages import Attachment, Message
-from tests.discord_emulator.world import Member
 from tests.e2e import World, is_status
 from tests.images import animated_gif, bomb_png, png
 from tests.security_fixtures import TALLY, modal_fields, raw_slash

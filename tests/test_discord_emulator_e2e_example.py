@@ -6,7 +6,7 @@ import discord
 from discord import app_commands
 
 from bot import Settings, create_bot
-from tests.discord_emulator import DiscordEmulator
+from emulators.discord_emulator import DiscordEmulator
 
 
 async def test_our_bot_starts_answers_and_restarts(

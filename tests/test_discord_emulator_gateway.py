@@ -12,8 +12,8 @@ import aiohttp
 import discord
 import pytest
 
-from tests.discord_emulator import DiscordEmulator, EmulatorError
-from tests.discord_emulator.tinybot import TinyBot, make_tiny_bot
+from emulators.discord_emulator import DiscordEmulator, EmulatorError
+from emulators.discord_emulator.tinybot import TinyBot, make_tiny_bot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,7 +229,7 @@ async def test_a_bot_in_another_process(discord_emulator: DiscordEmulator) -> No
 
     async def spawn() -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.discord_emulator.tinybot", cwd=ROOT, env=env
+            sys.executable, "-m", "emulators.discord_emulator.tinybot", cwd=ROOT, env=env
         )
 
     first = await spawn()

@@ -10,8 +10,8 @@ import pytest
 from discord import app_commands
 from PIL import Image
 
-from tests.discord_emulator import DiscordEmulator, EmulatorError, InteractionFailed, Permission
-from tests.discord_emulator.tinybot import TinyBot, make_tiny_bot
+from emulators.discord_emulator import DiscordEmulator, EmulatorError, InteractionFailed, Permission
+from emulators.discord_emulator.tinybot import TinyBot, make_tiny_bot
 
 
 def png(width: int = 8, height: int = 6, color: str = "red") -> bytes:

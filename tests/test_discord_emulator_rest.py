@@ -8,8 +8,8 @@ import aiohttp
 import discord
 import pytest
 
-from tests.discord_emulator import DiscordEmulator, EmulatorError, Permission
-from tests.discord_emulator.tinybot import TinyBot, make_tiny_bot
+from emulators.discord_emulator import DiscordEmulator, EmulatorError, Permission
+from emulators.discord_emulator.tinybot import TinyBot, make_tiny_bot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -6,8 +6,8 @@ import io
 
 from PIL import Image
 
+from emulators.fal_emulator.images import expected_pixel
 from tests.e2e import World, is_status
-from tests.fal_emulator.images import expected_pixel
 from tests.images import png
 
 

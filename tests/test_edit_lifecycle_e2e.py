@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.discord_emulator.permissions import Permission
+from emulators.discord_emulator.permissions import Permission
 from tests.e2e import World, is_status
 from tests.images import noisy_png
 

@@ -19,9 +19,9 @@ from client.errors import (
 )
 from client.fal import FalClient, RequestHandle
 from client.schema import EditInput, QueueStatus
-from tests.fal_emulator import FalEmulator, data_uri, expected_pixel, make_image
-from tests.fal_emulator.fixtures import make_fal_client
-from tests.fal_emulator.images import decode_image
+from emulators.fal_emulator import FalEmulator, data_uri, expected_pixel, make_image
+from emulators.fal_emulator.fixtures import make_fal_client
+from emulators.fal_emulator.images import decode_image
 
 RED = (200, 30, 30)
 
@@ -76,7 +76,7 @@ async def test_watch_reports_queue_positions_until_completion(
 ) -> None:
     from dataclasses import replace
 
-    from tests.fal_emulator.fixtures import FAST_POLL
+    from emulators.fal_emulator.fixtures import FAST_POLL
 
     fal_emulator.concurrency = 1
     fal_emulator.queue_delay = 0.05
@@ -320,7 +320,7 @@ async def test_watch_with_logs_yields_each_log_line_once(
 ) -> None:
     from dataclasses import replace
 
-    from tests.fal_emulator.fixtures import FAST_POLL
+    from emulators.fal_emulator.fixtures import FAST_POLL
 
     fal_emulator.run_time = 0.1
     poll = replace(FAST_POLL, use_stream=use_stream, running_max=0.01)

@@ -11,7 +11,7 @@ import sys
 import httpx
 import pytest
 
-from tests.fal_emulator import FalEmulator, data_uri, make_image
+from emulators.fal_emulator import FalEmulator, data_uri, make_image
 
 ENDPOINT = "fal-ai/flux-2/lora/edit"
 
@@ -142,8 +142,8 @@ async def test_invalid_input_is_accepted_at_submit_and_fails_422_at_result(
 async def test_output_is_input_one_resized_and_tinted_by_seed(
     fal_emulator: FalEmulator, http: httpx.AsyncClient
 ) -> None:
-    from tests.fal_emulator import expected_pixel
-    from tests.fal_emulator.images import decode_image
+    from emulators.fal_emulator import expected_pixel
+    from emulators.fal_emulator.images import decode_image
 
     queued = await submit(
         http,
@@ -383,7 +383,7 @@ async def test_standalone_process_serves_and_reports_its_urls() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.fal_emulator",
+        "emulators.fal_emulator",
         "--port",
         "0",
         "--run-time",

@@ -18,8 +18,8 @@ from client.errors import (
 )
 from client.fal import FalClient, RequestHandle
 from client.schema import EditInput, QueueStatus
-from tests.fal_emulator import FalEmulator, RecordedRequest, data_uri, make_image
-from tests.fal_emulator.fixtures import FAST_POLL, fast_retry, make_fal_client
+from emulators.fal_emulator import FalEmulator, RecordedRequest, data_uri, make_image
+from emulators.fal_emulator.fixtures import FAST_POLL, fast_retry, make_fal_client
 
 IMAGE = data_uri(make_image(), "image/png")
 

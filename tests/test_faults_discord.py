@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from emulators.discord_emulator.permissions import Permission
 from jobs.publisher import Delivery, ResultImage
 from jobs.request import EditRequest
 from storage.models import GuildSettings
-from tests.discord_emulator.permissions import Permission
 from tests.e2e import World
 from tests.images import png
 from tests.soak_faults import RESULT_POST, DiscordFaultConfig, run_discord_faults

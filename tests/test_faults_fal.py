@@ -8,7 +8,7 @@ from pathlib import Path
 
 from client.fal import FalClient
 from client.schema import EditInput
-from tests.fal_emulator import FalEmulator, data_uri, make_image
+from emulators.fal_emulator import FalEmulator, data_uri, make_image
 from tests.soak_faults import FalFaultConfig, run_fal_faults
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from emulators.discord_emulator.errors import EmulatorError, InteractionFailed
+from emulators.discord_emulator.world import Guild
 from jobs.errors import NotFound
 from jobs.policy import Requester
-from tests.discord_emulator.errors import EmulatorError, InteractionFailed
-from tests.discord_emulator.world import Guild
 from tests.e2e import World
 from tests.images import png
 from tests.security_fixtures import raw_click

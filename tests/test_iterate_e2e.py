@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 import cogs.iterate
+from emulators.discord_emulator.interactions import Interaction
+from emulators.discord_emulator.messages import Attachment, Message
 from storage.models import JobState
-from tests.discord_emulator.interactions import Interaction
-from tests.discord_emulator.messages import Attachment, Message
 from tests.e2e import World
 from tests.images import jpeg, png
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from tests.discord_emulator.interactions import Interaction
+from emulators.discord_emulator.interactions import Interaction
 from tests.e2e import World
 from tests.images import png
 from tests.security_fixtures import NetworkLog, modal_fields

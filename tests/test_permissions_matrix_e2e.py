@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from cogs.admin import NOT_MANAGER, ONLY_OWNERS_NAME_MANAGERS
-from tests.discord_emulator import DiscordEmulator
-from tests.discord_emulator.errors import EmulatorError
-from tests.discord_emulator.interactions import Interaction
-from tests.discord_emulator.world import Member
+from emulators.discord_emulator import DiscordEmulator
+from emulators.discord_emulator.errors import EmulatorError
+from emulators.discord_emulator.interactions import Interaction
+from emulators.discord_emulator.world import Member
 from tests.e2e import World
 from tests.security_fixtures import raw_slash
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from cogs.admin import NOT_MANAGER
+from emulators.discord_emulator.errors import EmulatorError
+from emulators.discord_emulator.interactions import Interaction
+from emulators.discord_emulator.messages import Message
 from storage import GuildSettings, JobState
-from tests.discord_emulator.errors import EmulatorError
-from tests.discord_emulator.interactions import Interaction
-from tests.discord_emulator.messages import Message
 from tests.e2e import World, is_status
 from tests.images import png
 

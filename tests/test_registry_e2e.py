@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from cogs.admin import NOT_MANAGER, ONLY_OWNERS_NAME_MANAGERS
-from tests.discord_emulator import DiscordEmulator
-from tests.discord_emulator.errors import EmulatorError
-from tests.discord_emulator.interactions import Interaction
-from tests.discord_emulator.messages import Message, walk_components
-from tests.discord_emulator.world import Guild
+from emulators.discord_emulator import DiscordEmulator
+from emulators.discord_emulator.errors import EmulatorError
+from emulators.discord_emulator.interactions import Interaction
+from emulators.discord_emulator.messages import Message, walk_components
+from emulators.discord_emulator.world import Guild
 from tests.e2e import World
 from tests.images import png
 

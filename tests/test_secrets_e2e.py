@@ -17,9 +17,9 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from bot import Settings, describe_settings_error
-from tests.discord_emulator import DiscordEmulator
+from emulators.discord_emulator import DiscordEmulator
+from emulators.fal_emulator.server import FalEmulator
 from tests.e2e import World
-from tests.fal_emulator.server import FalEmulator
 from tests.images import png
 
 

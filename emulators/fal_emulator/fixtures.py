@@ -14,7 +14,7 @@ import pytest
 from client.fal import FalClient
 from client.retry import RetryPolicy
 from client.watch import PollPolicy
-from tests.fal_emulator.server import FalEmulator
+from emulators.fal_emulator.server import FalEmulator
 
 # Polls and retries in milliseconds so fault tests finish in well under a second.
 FAST_POLL = PollPolicy(

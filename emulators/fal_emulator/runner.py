@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientError, ClientTimeout
 
-from tests.fal_emulator.common import REQUEST_ERRORS, StoredFile
-from tests.fal_emulator.images import (
+from emulators.fal_emulator.common import REQUEST_ERRORS, StoredFile
+from emulators.fal_emulator.images import (
     ImageLoadError,
     RenderedImage,
     data_uri,
@@ -21,11 +21,11 @@ from tests.fal_emulator.images import (
     parse_data_uri,
     render_output,
 )
-from tests.fal_emulator.jobs import COMPLETED, IN_PROGRESS, IN_QUEUE, Job
-from tests.fal_emulator.schema import output_size, validate_input
+from emulators.fal_emulator.jobs import COMPLETED, IN_PROGRESS, IN_QUEUE, Job
+from emulators.fal_emulator.schema import output_size, validate_input
 
 if TYPE_CHECKING:
-    from tests.fal_emulator.server import FalEmulator
+    from emulators.fal_emulator.server import FalEmulator
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""Run the emulator on its own: `python -m tests.fal_emulator --port 8765`.
+"""Run the emulator on its own: `python -m emulators.fal_emulator --port 8765`.
 
 Prints one JSON line with the three base URLs and the key, then serves until SIGINT or
 SIGTERM. Knobs can be changed while it runs: `POST /_emulator/knobs` with a JSON object on the
@@ -14,11 +14,11 @@ import json
 import signal
 import sys
 
-from tests.fal_emulator.server import FalEmulator
+from emulators.fal_emulator.server import FalEmulator
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.fal_emulator")
+    parser = argparse.ArgumentParser(prog="python -m emulators.fal_emulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="queue host port (0: any free)")
     parser.add_argument("--rest-port", type=int, default=0)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fal_emulator import runner
-from tests.fal_emulator.common import Handler, RecordedRequest, method_not_allowed, not_found
-from tests.fal_emulator.jobs import COMPLETED, IN_PROGRESS, IN_QUEUE, Job
+from emulators.fal_emulator import runner
+from emulators.fal_emulator.common import Handler, RecordedRequest, method_not_allowed, not_found
+from emulators.fal_emulator.jobs import COMPLETED, IN_PROGRESS, IN_QUEUE, Job
 
 if TYPE_CHECKING:
-    from tests.fal_emulator.server import FalEmulator
+    from emulators.fal_emulator.server import FalEmulator
 
 _LOGS_TRUE = {"1", "true", "yes", "on"}
 _LOGS_FALSE = {"0", "false", "no", "off", ""}

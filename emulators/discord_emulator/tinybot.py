@@ -1,7 +1,7 @@
 """A tiny discord.py bot for the emulator's own tests (not our cogs), and a process entry point.
 
 In-process: `bot = make_tiny_bot()`, add commands to `bot.tree`, `await emu.start_bot(bot)`.
-Another process: `python -m tests.discord_emulator.tinybot` with DISCORD_TOKEN, DISCORD_API_URL
+Another process: `python -m emulators.discord_emulator.tinybot` with DISCORD_TOKEN, DISCORD_API_URL
 and DISCORD_GATEWAY_URL set (the same names as the real bot's settings).
 """
 

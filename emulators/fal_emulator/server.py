@@ -24,8 +24,8 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
-from tests.fal_emulator import queue_api, storage_api
-from tests.fal_emulator.common import (
+from emulators.fal_emulator import queue_api, storage_api
+from emulators.fal_emulator.common import (
     REQUEST_ERRORS,
     CdnToken,
     Handler,
@@ -35,7 +35,7 @@ from tests.fal_emulator.common import (
     ingress_response,
     not_found,
 )
-from tests.fal_emulator.jobs import COMPLETED, Job, JobQueue
+from emulators.fal_emulator.jobs import COMPLETED, Job, JobQueue
 
 DEFAULT_ENDPOINTS = ("fal-ai/flux-2/lora/edit",)
 

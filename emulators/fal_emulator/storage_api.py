@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from tests.fal_emulator.common import (
+from emulators.fal_emulator.common import (
     CdnToken,
     Handler,
     PendingUpload,
@@ -26,7 +26,7 @@ from tests.fal_emulator.common import (
 )
 
 if TYPE_CHECKING:
-    from tests.fal_emulator.server import FalEmulator
+    from emulators.fal_emulator.server import FalEmulator
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
