@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.soak                     # every scenario, seed 1, scale 1
     .venv/bin/python -m bench.soak kill load --scale 2 --seed 7
 
-Scenarios (the tests in tests/test_crash_kill.py, test_faults_*.py and test_load_jobs.py run
-smaller seeded versions of the same code and assert the zeros):
+Scenarios (tests/soak/test_crash_kill.py, tests/soak/test_load_jobs.py and
+tests/e2e/test_faults_*.py run smaller seeded versions of the same code and assert the zeros):
 - kill: the bot as a child process (`python bot.py`), SIGKILLed at seeded moments of its
   jobs' lives (admission, unanswered submit, watching, completion, delivery) and restarted;
 - fal-faults: 20% of fal answers are ingress 502/503, 429s or slow, streams drop, runners
@@ -35,9 +35,9 @@ SCENARIOS = ("kill", "fal-faults", "discord-faults", "load")
 
 
 def _helpers(name: str) -> Any:
-    # The scenarios live in tests/ beside the emulators they drive; imported by name so that
-    # mypy checks this script and not the (untyped) test helpers behind it.
-    return importlib.import_module(f"tests.{name}")
+    # The scenarios live in tests/soak/ beside the tests that run them small; imported by name
+    # so that mypy checks this script and not the (untyped) test helpers behind it.
+    return importlib.import_module(f"tests.soak.{name}")
 
 
 def _quiet(_line: str) -> None:

@@ -3,7 +3,7 @@
 pytest_plugins: list[str] = [
     "emulators.discord_emulator.fixtures",
     "emulators.fal_emulator.fixtures",
-    "tests.storage_fixtures",
-    "tests.e2e",
-    "tests.security_fixtures",
+    "tests.harness.storage_fixtures",
+    "tests.harness.e2e",
+    "tests.harness.security_fixtures",
 ]
