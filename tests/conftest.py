@@ -6,4 +6,5 @@ pytest_plugins: list[str] = [
     "tests.harness.storage_fixtures",
     "tests.harness.e2e",
     "tests.harness.security_fixtures",
+    "tests.harness.bad_inputs",
 ]

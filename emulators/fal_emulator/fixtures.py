@@ -54,9 +54,13 @@ def make_fal_client(
     )
 
 
+# The seed of the emulator in fixtures, so faults drawn at random repeat from run to run.
+SEED = 1234
+
+
 @pytest.fixture
 async def fal_emulator() -> AsyncIterator[FalEmulator]:
-    async with FalEmulator(seed=1234) as fal:
+    async with FalEmulator(seed=SEED) as fal:
         yield fal
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from bot import FluxBot, Settings, create_bot
 from emulators.discord_emulator import DiscordEmulator
+from emulators.discord_emulator.fixtures import running_emulator
 from emulators.discord_emulator.interactions import Interaction
 from emulators.discord_emulator.messages import Message
-from emulators.fal_emulator.fixtures import FAST_POLL, fast_retry
+from emulators.fal_emulator.fixtures import FAST_POLL, SEED, fast_retry
 from emulators.fal_emulator.server import FalEmulator
 from storage import Job, JobState, Lora
 from tests.harness.images import png
@@ -119,21 +121,39 @@ class World:
             return await self.bot.jobs.wait_for_state(job_id, *(JobState(s) for s in states))
 
 
-@pytest.fixture
-async def world(
-    discord_emulator: DiscordEmulator, fal_emulator: FalEmulator, tmp_path: Path
-) -> AsyncIterator[World]:
+async def start_world(
+    discord_emulator: DiscordEmulator, fal_emulator: FalEmulator, folder: Path
+) -> World:
+    """Our bot, started against both emulators, with its database under `folder`."""
     settings = Settings(
         **discord_emulator.settings_overrides(),
         fal_key=fal_emulator.key,
         fal_queue_url=fal_emulator.queue_url,
         fal_rest_url=fal_emulator.rest_url,
         fal_cdn_url=fal_emulator.cdn_url,
-        database_path=tmp_path / "data" / "bot.sqlite3",
+        database_path=folder / "data" / "bot.sqlite3",
     )
     shell = World(discord_emulator, fal_emulator, settings, bot=None)  # type: ignore[arg-type]
     shell.bot = await discord_emulator.start_bot(shell.make_bot())
-    yield shell  # the emulator fixture stops the bot; its close() stops the job tasks
+    return shell
+
+
+@pytest.fixture
+async def world(
+    discord_emulator: DiscordEmulator, fal_emulator: FalEmulator, tmp_path: Path
+) -> AsyncIterator[World]:
+    yield await start_world(discord_emulator, fal_emulator, tmp_path)
+    # the emulator fixture stops the bot; its close() stops the job tasks
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    """One World shared by every test of a module: for tables of independent rows, where a
+    bot per row would cost more than the rows. The module's tests must run in the module's
+    event loop: `pytestmark = pytest.mark.asyncio(loop_scope="module")`."""
+    async with running_emulator() as discord_emulator, FalEmulator(seed=SEED) as fal_emulator:
+        yield await start_world(discord_emulator, fal_emulator, tmp_path_factory.mktemp("world"))
+        # leaving the emulators stops the bot (fal first, as the function fixtures do)
 
 
 def is_status(message: Message) -> bool:

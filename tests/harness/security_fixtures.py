@@ -6,8 +6,6 @@
   `slash` and `click` raise EmulatorError for them); the bot must still answer them safely.
 - `NetworkLog` records every DNS lookup and outgoing connection of this process through
   Python's audit hooks (nothing is patched), so a test can prove which hosts the bot reached.
-- `BadInputTally` counts bad inputs tried and answered clearly; `pytest_terminal_summary`
-  prints the figures at the end of the run.
 """
 
 from __future__ import annotations
@@ -178,28 +176,3 @@ def network_log() -> Iterator[NetworkLog]:
         yield log
     finally:
         _recorders.remove(log)
-
-
-# ---------------------------------------------------------------------------- the tally
-
-
-@dataclass
-class BadInputTally:
-    tried: int = 0
-    answered: int = 0  # the specific message, privately
-    passed: int = 0  # ...and no job, nothing charged, the next edit delivered
-    failures: list[str] = field(default_factory=list)
-
-
-TALLY = BadInputTally()
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if TALLY.tried:
-        terminalreporter.write_sep("-", "bad inputs (issue 11)")
-        terminalreporter.write_line(
-            f"bad inputs tried: {TALLY.tried}; answered with their specific message: "
-            f"{TALLY.answered}; also no job, no charge and the next edit delivered: {TALLY.passed}"
-        )
-        for failure in TALLY.failures:
-            terminalreporter.write_line(f"  failed: {failure}")
