@@ -1,7 +1,7 @@
 """Acting as a member: slash commands, autocomplete, context menus, buttons and selects, modals,
 reactions and messages, each checked the way Discord's client would before it sends anything."""
 
-# The test API takes `timeout=` arguments by design (the issue names them).
+# The test API takes `timeout=` arguments by design: each wait of a test names its own bound.
 # ruff: noqa: ASYNC109
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`DiscordEmulator`: an aiohttp server on 127.0.0.1 that speaks Discord's REST (under /api/v10)
 and gateway (/gateway) to the real discord.py client, plus the test API that acts as members."""
 
-# The test API takes `timeout=` arguments by design (the issue names them).
+# The test API takes `timeout=` arguments by design: each wait of a test names its own bound.
 # ruff: noqa: ASYNC109
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One interaction as Discord tracks it (deadlines, acknowledgement, original and follow-ups),
 and the handle a test awaits to see what the member saw."""
 
-# The test API takes `timeout=` arguments by design (the issue names them).
+# The test API takes `timeout=` arguments by design: each wait of a test names its own bound.
 # ruff: noqa: ASYNC109
 
 from __future__ import annotations

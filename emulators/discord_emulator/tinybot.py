@@ -5,7 +5,7 @@ Another process: `python -m emulators.discord_emulator.tinybot` with DISCORD_TOK
 and DISCORD_GATEWAY_URL set (the same names as the real bot's settings).
 """
 
-# The test API takes `timeout=` arguments by design (the issue names them).
+# The test API takes `timeout=` arguments by design: each wait of a test names its own bound.
 # ruff: noqa: ASYNC109
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Waiting on emulator state without sleeping: every change wakes the waiters, which re-check."""
 
-# The test API takes `timeout=` arguments by design (the issue names them).
+# The test API takes `timeout=` arguments by design: each wait of a test names its own bound.
 # ruff: noqa: ASYNC109
 
 from __future__ import annotations

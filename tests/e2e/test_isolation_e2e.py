@@ -1,4 +1,4 @@
-"""Issue 11: a member of server A cannot use, see, rerun or delete server B's LoRAs, jobs or
+"""A member of server A cannot use, see, rerun or delete server B's LoRAs, jobs or
 results, and A's admins cannot touch B's registry, settings or spend.
 
 Server B is a second guild of the emulator. bob and carol belong to both servers; alice only to

@@ -1,4 +1,4 @@
-"""Rerun, tweak and chain (issue 8) end to end: 🔁 reactions, result buttons, the context menu.
+"""Rerun, tweak and chain end to end: 🔁 reactions, result buttons, the context menu.
 
 Members act through the Discord emulator; fal's side is the fal emulator; the bot is our real
 bot on a temp SQLite file. Assertions are what members see and what the database holds.

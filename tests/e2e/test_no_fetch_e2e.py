@@ -1,4 +1,4 @@
-"""Issue 11: the bot never fetches a URL a member typed; only Discord's attachment URLs and
+"""The bot never fetches a URL a member typed; only Discord's attachment URLs and
 fal's own URLs (queue, storage, result files).
 
 Every text field a member or admin can fill gets URLs: a canary HTTP server on 127.0.0.1 that

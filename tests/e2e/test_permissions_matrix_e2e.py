@@ -1,4 +1,4 @@
-"""Issue 11: every `/admin` subcommand × four kinds of member; only the first two run it.
+"""Every `/admin` subcommand × four kinds of member; only the first two run it.
 
 - Manage Server (carol, role Admin);
 - a bot-manager role (dave, role Manager, named with `/admin settings managers` and exposed to

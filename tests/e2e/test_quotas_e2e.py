@@ -1,4 +1,4 @@
-"""Quotas, budget and server policy end to end (issue 9): what members and admins see through
+"""Quotas, budget and server policy end to end: what members and admins see through
 Discord, and what the database holds. Admins change everything through `/admin`; members read
 their limits with `/quota` and `/jobs`; every path that creates a job is limited the same way."""
 

@@ -1,4 +1,4 @@
-"""Issue 11: neither the Discord token nor the fal key (nor its secret half) ever shows.
+"""Neither the Discord token nor the fal key (nor its secret half) ever shows.
 
 Every logger of the process (ours, discord.py, aiohttp, httpx, httpcore, aiosqlite) records at
 DEBUG, from login to delivery and through the failure paths, and the test searches each

@@ -1,4 +1,5 @@
-"""Helpers for the security tests (issue 11), registered as a pytest plugin in conftest.py.
+"""Helpers for the tests of hostile input (modified clients, other servers, typed URLs), registered
+as a pytest plugin in conftest.py.
 
 - `raw_slash` / `raw_click` send what a *modified* Discord client could send: options outside
   the command's ranges or choices, wrong option types, commands the member is not offered,

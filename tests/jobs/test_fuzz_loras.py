@@ -1,4 +1,5 @@
-"""Property-based fuzzing of what admins type into the LoRA registry (issue 11).
+"""Property-based fuzzing of what admins type into the LoRA registry: no input gets past the
+checks unsafe, and none makes them fail with anything but a message.
 
 For any input the checks either refuse it with a BadRequest (a message for the admin) or return
 a value that is safe to store and to send to fal: never another exception. A URL they accept is

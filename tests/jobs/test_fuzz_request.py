@@ -1,4 +1,5 @@
-"""Property-based fuzzing of edit-request validation (issue 11).
+"""Property-based fuzzing of edit-request validation: whatever a member (or a modified client)
+sends is refused with a message or becomes a request inside fal's ranges.
 
 Two layers, each fed anything:
 
