@@ -14,9 +14,10 @@ tests/e2e/test_faults_*.py run smaller seeded versions of the same code and asse
 - load: 300 jobs from 30 members in flight at once in one bot process.
 
 Each line: jobs, delivered, refunded, duplicates, lost, double charges, and the extra fal
-submits (only allowed after a kill in the unknown-outcome window, DESIGN §3). Targets: lost 0,
-duplicates 0, double charges 0; the exit code is 1 when a scenario misses them. Everything runs
-on 127.0.0.1 against the emulators; each scenario is bounded in jobs and time.
+submits (only allowed after a kill in the unknown-outcome window: docs/fal-queue.md, "The
+unknown-outcome window"). Targets: lost 0, duplicates 0, double charges 0; the exit code is 1
+when a scenario misses them. Everything runs on 127.0.0.1 against the emulators; each scenario
+is bounded in jobs and time.
 """
 
 from __future__ import annotations

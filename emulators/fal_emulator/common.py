@@ -11,7 +11,7 @@ from aiohttp import web
 
 Handler = Callable[[web.Request, "RecordedRequest"], Awaitable[web.StreamResponse]]
 
-# Request errors (§8.3): error_type → (HTTP status of the result, detail).
+# Request errors (docs/fal-queue.md, "Errors"): error_type → (HTTP status of the result, detail).
 REQUEST_ERRORS: dict[str, tuple[int, str]] = {
     "request_timeout": (504, "Request timed out"),
     "startup_timeout": (504, "Runner did not start within the allowed time"),

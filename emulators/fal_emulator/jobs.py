@@ -1,6 +1,6 @@
 """Queue state of the emulator: one `Job` per submitted request and a scheduler that hands
 runner slots out by (priority, arrival) under a concurrency limit, as fal does: queued requests
-wait for a slot and are never refused for concurrency (§8.5)."""
+wait for a slot and are never refused for concurrency."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""Queue host routes (§3–§7): submit, status, status stream, result, cancel.
+"""Queue host routes: submit, status, status stream, result, cancel (docs/fal-queue.md,
+"Submit" to "Cancel").
 
 Paths are parsed by hand so every form fal may serve works: `owner/app/requests/{id}...` and
-the full endpoint path, `/response` on the result, and a trailing slash anywhere (§1.3, §13).
+the full endpoint path, `/response` on the result, and a trailing slash anywhere
+(docs/fal-queue.md, "URLs and request ids").
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def urls(emu: FalEmulator, job: Job) -> dict[str, str]:
 
 def status_body(emu: FalEmulator, job: Job, with_logs: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"status": job.status, "request_id": job.request_id, **urls(emu, job)}
-    # The logs key is always there: null when not asked for (§4.3, a client trap).
+    # The logs key is always there: null when not asked for (a client trap).
     body["logs"] = job.logs[-emu.log_window :] if with_logs else None
     if job.status == IN_QUEUE:
         body["queue_position"] = emu.queue.position(job)
@@ -184,7 +186,7 @@ async def submit(emu: FalEmulator, request: web.Request, record: RecordedRequest
                 ]
             },
         )
-    # Any JSON object is accepted here: validation happens "on the runner" (§3.3).
+    # Any JSON object is accepted here: validation happens "on the runner".
     job = runner.start_job(
         emu,
         endpoint=endpoint,
@@ -276,7 +278,7 @@ async def stream(
                 sent += 1
                 last = snapshot
                 if job.status == COMPLETED:
-                    break  # fal closes the stream after COMPLETED (§5)
+                    break  # fal closes the stream after COMPLETED
             try:
                 async with asyncio.timeout(emu.sse_ping_interval):
                     await changed.wait()

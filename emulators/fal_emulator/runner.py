@@ -1,6 +1,6 @@
 """What happens to a queued request: wait for a slot, run, then complete with an output or
 an error, exactly once. Validation runs here, "on the runner", so a bad input is accepted at
-submit and fails as a 422 at result time (§3.3, §6.3)."""
+submit and fails as a 422 at result time (docs/fal-queue.md, "Submit" and "Results")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The input model of `fal-ai/flux-2/lora/edit`, as fal's app would declare it (§11.1).
+"""The input model of `fal-ai/flux-2/lora/edit`, as fal's app would declare it (docs/fal-queue.md,
+"The edit endpoint's schema").
 
 Written from the protocol document, independently of `client/schema.py`, so the emulator
 catches a client whose model drifts from fal's. Pydantic's default lax mode matches fal's

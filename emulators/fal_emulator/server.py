@@ -1,5 +1,5 @@
-"""`FalEmulator`: fal's queue, REST and CDN hosts on 127.0.0.1, built from
-fal-queue-protocol.md §13, with knobs for latency and faults and a record of every request.
+"""`FalEmulator`: fal's queue, REST and CDN hosts on 127.0.0.1, as docs/fal-queue.md describes
+them, with knobs for latency and faults and a record of every request (see README.md here).
 
     async with FalEmulator() as fal:
         client = FalClient(fal.queue_url, fal.rest_url, fal.cdn_url, fal.key)
@@ -402,7 +402,7 @@ class FalEmulator:
 
     def check_key(self, request: web.Request, *, storage_or_submit: bool) -> web.Response | None:
         """401 for a missing or wrong key, 403 for a locked account (submit and storage only;
-        a status GET still answers for a locked account, §2)."""
+        a status GET still answers for a locked account)."""
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme != "Key" or not value:

@@ -1,5 +1,5 @@
-"""REST storage routes and the CDN (§10.2, §10.3): the v3 token flow, initiate + signed PUT,
-and serving uploaded and generated files."""
+"""REST storage routes and the CDN (docs/fal-queue.md, "Storage uploads"): the v3 token flow,
+initiate + signed PUT, and serving uploaded and generated files."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ async def signed_put(
     pending = emu.pending_uploads.get(request.query.get("signature", ""))
     if pending is None or pending.used:
         return web.Response(status=403, text="SignatureDoesNotMatch")
-    # fal-client 1.0.3 sends the key here too; a signed URL ignores it either way (§10.2 C).
+    # fal-client 1.0.3 sends the key here too; a signed URL ignores it either way.
     pending.used = True
     content_type = request.headers.get("Content-Type") or pending.content_type
     emu.files[pending.path] = StoredFile(record.body, content_type)

@@ -190,7 +190,7 @@ async def test_a_locked_account_reports_fal_reason(
         await fal_client.submit(edit(png_uri()))
     assert caught.value.reason.startswith("Exhausted balance.")
     assert str(caught.value).startswith("The fal account is locked: Exhausted balance.")
-    # fal still answers status and result for work already queued (§2).
+    # fal still answers status and result for work already queued.
     await collect(fal_client, handle)
     assert (await fal_client.result(handle)).seed == 11
 

@@ -72,7 +72,7 @@ def test_dump_is_exactly_the_wire_body_with_every_default() -> None:
         ({"num_images": 5}, ("num_images",)),
         ({"acceleration": "turbo"}, ("acceleration",)),
         ({"output_format": "gif"}, ("output_format",)),
-        ({"strength": 0.5}, ("strength",)),  # the endpoint has no strength (§11.1)
+        ({"strength": 0.5}, ("strength",)),  # the endpoint has no strength
         ({"prompt": ""}, ("prompt",)),
     ],
 )

@@ -1,5 +1,5 @@
-"""The emulator speaks fal's protocol (fal-queue-protocol.md §13), checked with raw httpx calls
-so these tests do not depend on our client."""
+"""The emulator speaks fal's queue protocol (docs/fal-queue.md), checked with raw httpx calls so
+these tests do not depend on our client."""
 
 from __future__ import annotations
 

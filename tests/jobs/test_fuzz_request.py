@@ -4,8 +4,9 @@ sends is refused with a message or becomes a request inside fal's ranges.
 Two layers, each fed anything:
 
 - `build_request`: any options, inputs, LoRAs, seed and server caps either raise BadRequest or
-  give a recipe whose fal input is inside every range of the endpoint (fal-queue-protocol.md
-  §11.1), under the server's caps, and that survives the store-and-reload a rerun does.
+  give a recipe whose fal input is inside every range of the endpoint (docs/fal-queue.md,
+  "The edit endpoint's schema"), under the server's caps, and that survives the
+  store-and-reload a rerun does.
 - The slash-command path: any option payload a modified client could send for any command is
   either answered by the option check (`cogs.options.option_problem`) or conforms to the
   command's declaration; for /edit, the options the check lets through then turn into
@@ -145,7 +146,7 @@ loras_strategy = mostly(st.lists(one_lora, max_size=3), st.lists(one_lora, max_s
 
 
 def assert_within_the_endpoint(request: EditRequest, max_images: int, max_steps: int) -> None:
-    fal = request.to_fal_input()  # EditInput validates every range of §11.1
+    fal = request.to_fal_input()  # EditInput validates every range of the endpoint
     assert EditInput.model_validate(fal.model_dump(mode="json")) == fal
     assert 1 <= len(request.prompt) <= PROMPT_MAX
     assert request.prompt == request.prompt.strip() and not _INVISIBLE.search(request.prompt)

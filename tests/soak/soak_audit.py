@@ -248,7 +248,8 @@ async def audit(
         await storage.close()
 
     # A second fal request for one job is allowed only when the first one was queued by fal
-    # while the bot died before storing its id (DESIGN §3): `unknown_window` lists those.
+    # while the bot died before storing its id (docs/fal-queue.md, "The unknown-outcome
+    # window"): `unknown_window` lists those.
     window = unknown_window or set()
     orphans: Counter[str] = Counter(
         str(job.body.get("prompt"))

@@ -1,6 +1,6 @@
 """SIGKILL the bot (a child process) at seeded moments of 50 /edit jobs and restart it each time:
 every job is delivered exactly once, every member is charged for exactly what they received,
-and nothing is left unfinished (DESIGN.md §3)."""
+and nothing is left unfinished (docs/architecture.md, "The job lifecycle")."""
 
 from __future__ import annotations
 
