@@ -2,6 +2,7 @@
 
 - `e2e`: the `world` fixture, our real bot against both emulators and a real SQLite file.
 - `security_fixtures`: raw (modified-client) interactions and the `network_log` fixture.
+- `bad_inputs`: the desk, row type and checks of the bad-input tables in tests/e2e/.
 - `storage_fixtures`: a real SQLite file per test, `T0`, `make_job`, `limits`.
 - `images`: small PNG/JPEG/GIF inputs, damaged files and decompression bombs.
 - `bot_process`, `bot_probe`: the bot as a child process (and with a load probe).
