@@ -26,10 +26,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from emulators.discord_emulator import DiscordEmulator  # noqa: E402
+from emulators.fal_emulator.server import FalEmulator  # noqa: E402
 from storage import GuildSettings, Storage  # noqa: E402
-from tests.discord_emulator import DiscordEmulator  # noqa: E402
-from tests.fal_emulator.server import FalEmulator  # noqa: E402
-from tests.images import png  # noqa: E402
+from tests.harness.images import png  # noqa: E402
 
 TARGETS = {
     "submit_p99_ms": 50.0,

@@ -7,7 +7,7 @@ Two arrival patterns: jobs submitted at a steady rate (50/s by default), and all
 same instant, so that all 200 complete within a few milliseconds of each other; the second
 shows what one Python process pays per completion when they pile up.
 
-The fal emulator runs in its own process (`python -m tests.fal_emulator`), so server and
+The fal emulator runs in its own process (`python -m emulators.fal_emulator`), so server and
 client do not share an event loop. Both processes read the same CLOCK_MONOTONIC, so the delay
 from the emulator marking a job COMPLETED to our call returning its result is measured directly.
 Prints figures; asserts nothing.
@@ -59,7 +59,7 @@ async def start_emulator(queue_delay: float, run_time: float, concurrency: int) 
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.fal_emulator",
+        "emulators.fal_emulator",
         "--queue-delay",
         str(queue_delay),
         "--run-time",

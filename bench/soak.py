@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.soak                     # every scenario, seed 1, scale 1
     .venv/bin/python -m bench.soak kill load --scale 2 --seed 7
 
-Scenarios (the tests in tests/test_crash_kill.py, test_faults_*.py and test_load_jobs.py run
-smaller seeded versions of the same code and assert the zeros):
+Scenarios (tests/soak/test_crash_kill.py, tests/soak/test_load_jobs.py and
+tests/e2e/test_faults_*.py run smaller seeded versions of the same code and assert the zeros):
 - kill: the bot as a child process (`python bot.py`), SIGKILLed at seeded moments of its
   jobs' lives (admission, unanswered submit, watching, completion, delivery) and restarted;
 - fal-faults: 20% of fal answers are ingress 502/503, 429s or slow, streams drop, runners
@@ -14,9 +14,10 @@ smaller seeded versions of the same code and assert the zeros):
 - load: 300 jobs from 30 members in flight at once in one bot process.
 
 Each line: jobs, delivered, refunded, duplicates, lost, double charges, and the extra fal
-submits (only allowed after a kill in the unknown-outcome window, DESIGN §3). Targets: lost 0,
-duplicates 0, double charges 0; the exit code is 1 when a scenario misses them. Everything runs
-on 127.0.0.1 against the emulators; each scenario is bounded in jobs and time.
+submits (only allowed after a kill in the unknown-outcome window: docs/fal-queue.md, "The
+unknown-outcome window"). Targets: lost 0, duplicates 0, double charges 0; the exit code is 1
+when a scenario misses them. Everything runs on 127.0.0.1 against the emulators; each scenario
+is bounded in jobs and time.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ SCENARIOS = ("kill", "fal-faults", "discord-faults", "load")
 
 
 def _helpers(name: str) -> Any:
-    # The scenarios live in tests/ beside the emulators they drive; imported by name so that
-    # mypy checks this script and not the (untyped) test helpers behind it.
-    return importlib.import_module(f"tests.{name}")
+    # The scenarios live in tests/soak/ beside the tests that run them small; imported by name
+    # so that mypy checks this script and not the (untyped) test helpers behind it.
+    return importlib.import_module(f"tests.soak.{name}")
 
 
 def _quiet(_line: str) -> None:

@@ -1,9 +1,10 @@
 """Shared pytest configuration. Emulator fixtures live in their own plugin modules."""
 
 pytest_plugins: list[str] = [
-    "tests.discord_emulator.fixtures",
-    "tests.fal_emulator.fixtures",
-    "tests.storage_fixtures",
-    "tests.e2e",
-    "tests.security_fixtures",
+    "emulators.discord_emulator.fixtures",
+    "emulators.fal_emulator.fixtures",
+    "tests.harness.storage_fixtures",
+    "tests.harness.e2e",
+    "tests.harness.security_fixtures",
+    "tests.harness.bad_inputs",
 ]

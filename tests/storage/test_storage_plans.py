@@ -1,0 +1,88 @@
+"""Every statement the hot paths and lookups run uses an index: no full table scans.
+
+Partial indexes are easy to lose (SQLite matches their WHERE clause textually), and a lost
+index only shows once the tables are big, so the query plans are checked here instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from storage import Job, JobState, Storage
+from tests.harness.storage_fixtures import T0, limits, make_job
+
+# An exception in a storage thread (say, reporting into a closed loop) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
+BIG_TABLES = ("jobs", "quota_ledger", "loras", "lora_changes", "guild_spend", "inputs")
+
+
+async def statements_run_by(storage: Storage, call: Callable[[], Awaitable[Any]]) -> list[str]:
+    seen: list[str] = []
+    await storage._conn.run(lambda conn: conn.set_trace_callback(seen.append))
+    try:
+        await call()
+    finally:
+        await storage._conn.run(lambda conn: conn.set_trace_callback(None))
+    skip = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
+    return [sql for sql in seen if not sql.lstrip().upper().startswith(skip)]
+
+
+async def full_scans(storage: Storage, statements: list[str]) -> list[str]:
+    def explain(conn: sqlite3.Connection) -> list[str]:
+        found = []
+        for sql in statements:
+            for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"):
+                detail = row[3]
+                if any(detail.startswith(f"SCAN {table}") for table in BIG_TABLES):
+                    found.append(f"{detail}  <=  {sql.split()[0]} … {sql[-80:]}")
+        return found
+
+    return await storage._conn.read(explain)
+
+
+@pytest.fixture
+async def busy_storage(storage: Storage) -> Storage:
+    for n in range(3):
+        job = await storage.jobs.admit(make_job(user_id=n), limits(10, in_flight=5, budget=100))
+        assert isinstance(job, Job)
+        await storage.jobs.transition(job.id, JobState.SUBMITTED, fal_request_id=f"r{n}")
+    await storage.loras.add(1, "Anime", "https://x/a.safetensors", actor_id=1)
+    return storage
+
+
+CALLS: dict[str, Callable[[Storage], Awaitable[Any]]] = {
+    "admit": lambda s: s.jobs.admit(make_job(), limits(10, in_flight=5, budget=100), now=T0),
+    "refusal": lambda s: s.jobs.admit(make_job(images=3), limits(2), now=T0),
+    "transition": lambda s: s.jobs.transition(1, JobState.COMPLETED, result={"images": []}),
+    "refund": lambda s: s.jobs.transition(2, JobState.CANCELLED),
+    "retry": lambda s: s.jobs.transition(3, JobState.SUBMITTED, fal_request_id="r2"),
+    "unfinished": lambda s: s.jobs.unfinished(),
+    "active": lambda s: s.jobs.active(1),
+    "by_result_message": lambda s: s.jobs.by_result_message(5),
+    "children": lambda s: s.jobs.children(1),
+    "recent_for_user": lambda s: s.jobs.recent_for_user(1, 1, 10),
+    "usage": lambda s: s.quotas.usage(1, 1, 86_400, now=T0),
+    "guild_spend": lambda s: s.quotas.guild_spend(1, now=T0),
+    "lora_get": lambda s: s.loras.get(1, "anime"),
+    "lora_history": lambda s: s.loras.history(1, "anime"),
+    "lora_update": lambda s: s.loras.update(1, "anime", 1, default_scale=2.0),
+    "lora_list": lambda s: s.loras.list(1, include_disabled=True, include_nsfw=True),
+    "lora_count": lambda s: s.loras.count(1),
+    "lora_search": lambda s: s.loras.search(1, "ani"),
+    "member_report": lambda s: s.quotas.member_report(1, now=T0),
+    "reset": lambda s: s.quotas.reset(1, 1, now=T0),
+    "effective": lambda s: s.settings.effective(1, 10),
+    "input_get": lambda s: s.inputs.get("a" * 64),
+}
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+async def test_statements_use_indexes(busy_storage: Storage, name: str) -> None:
+    statements = await statements_run_by(busy_storage, lambda: CALLS[name](busy_storage))
+    assert statements, "nothing was traced"
+    assert await full_scans(busy_storage, statements) == []
