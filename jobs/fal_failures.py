@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from client.errors import (
     FalAccountLocked,
     FalAuthError,
@@ -11,10 +13,13 @@ from client.errors import (
 )
 from jobs.metrics import Metrics
 
+log = logging.getLogger(__name__)
+
 
 def fal_failure_text(error: FalError, metrics: Metrics) -> str:
     kind = getattr(error, "error_type", None) or type(error).__name__
     metrics.fal_errors.labels(type=str(kind)).inc()
+    log.warning("fal failed: %s (%s)", type(error).__name__, kind)
     if isinstance(error, FalValidationError):
         return f"fal rejected the request: {error.describe()}. You were not charged."
     if isinstance(error, FalAuthError | FalAccountLocked):

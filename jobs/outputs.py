@@ -4,11 +4,14 @@ until the result is posted, fetched again from fal's URL if the file went missin
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from client.schema import EditOutput
 from jobs.context import JobContext
 from jobs.records import EditJob, StoredImage, StoredResult
+
+log = logging.getLogger(__name__)
 
 MAX_RESULT_BYTES = 60 * 1024 * 1024
 
@@ -42,6 +45,7 @@ class Outputs:
                     nsfw=bool(flags[index]) if index < len(flags) else False,
                 )
             )
+        log.debug("job %s: %d result files in %s", job.id, len(images), folder)
         return StoredResult(
             images=images, seed=output.seed, prompt=output.prompt, timings=output.timings
         )
@@ -54,6 +58,7 @@ class Outputs:
             except FileNotFoundError:
                 if not image.url:
                     raise
+                log.info("job %s: result file %s is gone; fetching it again", job.id, image.file)
                 data = await self._ctx.fal.download(image.url, max_bytes=MAX_RESULT_BYTES)
             loaded.append((image, data))
         return loaded

@@ -3,6 +3,8 @@ what follows the server's rerun policy; other servers' results do not exist here
 
 from __future__ import annotations
 
+import logging
+
 from jobs.admission import Admission
 from jobs.context import JobContext
 from jobs.errors import NotAllowed, NotFound
@@ -10,6 +12,8 @@ from jobs.policy import Requester, is_manager
 from jobs.records import EditJob
 from jobs.registry import Registry
 from jobs.request import EditOptions, InputRef, RecipeLora
+
+log = logging.getLogger(__name__)
 
 
 class Reruns:
@@ -91,4 +95,6 @@ class Reruns:
             output_format=old.output_format,
         )
         request = await self._admission.build(who, options, inputs, loras=resolved)
-        return await self._admission.admit(who, request, parent_job_id=parent.id)
+        job = await self._admission.admit(who, request, parent_job_id=parent.id)
+        log.info("job %s reruns job %s for user %s", job.id, parent.id, who.user_id)
+        return job

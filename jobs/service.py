@@ -23,14 +23,14 @@ from jobs.policy import Requester
 from jobs.publisher import Publisher
 from jobs.records import EditJob, EditStorage
 from jobs.registry import Registry
-from jobs.request import EditOptions, EditRequest, InputRef, RecipeLora
+from jobs.request import EditOptions, InputRef
 from jobs.reruns import Reruns
 from jobs.runner import Runner
 from jobs.server_policy import ServerPolicy
 from jobs.status import StatusBoard
 from jobs.transitions import Transitions
 from jobs.usage import UsageViews
-from storage.models import EffectiveSettings, JobState
+from storage.models import JobState
 
 __all__ = ["InputFile", "JobConfig", "JobService", "Started"]
 
@@ -87,40 +87,10 @@ class JobService:
     async def prepare_inputs(self, files: Sequence[InputFile]) -> list[InputRef]:
         return await self.inputs.prepare(files)
 
-    async def resolve_loras(
-        self, who: Requester, picks: Sequence[tuple[str, float | None]]
-    ) -> list[RecipeLora]:
-        return await self.registry.resolve(who, picks)
-
-    async def check_allowed(self, who: Requester) -> EffectiveSettings:
-        return await self.admission.check_allowed(who)
-
-    async def build(
-        self,
-        who: Requester,
-        options: EditOptions,
-        inputs: list[InputRef],
-        *,
-        loras: list[RecipeLora] | None = None,
-        settings: EffectiveSettings | None = None,
-    ) -> EditRequest:
-        return await self.admission.build(who, options, inputs, loras=loras, settings=settings)
-
-    async def admit(
-        self, who: Requester, request: EditRequest, *, parent_job_id: int | None = None
-    ) -> EditJob:
-        return await self.admission.admit(who, request, parent_job_id=parent_job_id)
-
-    def new_seed(self) -> int:
-        return self._ctx.new_seed()
-
     # ------------------------------------------------------------------ results
 
     async def result_job(self, who: Requester, job_id: int) -> EditJob:
         return await self.reruns.result_job(who, job_id)
-
-    async def check_rerun(self, who: Requester, job_id: int) -> EditJob:
-        return await self.reruns.check_rerun(who, job_id)
 
     async def rerun(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +13,8 @@ from jobs.policy import Requester, quota_limits
 from jobs.records import EditJob, EditStorage
 from jobs.server_policy import Budget, ServerPolicy
 from storage.models import MemberUsage
+
+log = logging.getLogger(__name__)
 
 RECENT_JOBS = 10
 
@@ -72,6 +75,9 @@ class UsageViews:
                     f"{row.usd_month:.4f}",
                 ]
             )
+        log.info(
+            "guild %s: usage report for %d members by %s", who.guild_id, len(rows), who.user_id
+        )
         return UsageReport(rows=rows, csv=out.getvalue().encode())
 
     async def recent(self, who: Requester) -> list[EditJob]:
