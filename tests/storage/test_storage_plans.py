@@ -18,16 +18,24 @@ from tests.harness.storage_fixtures import T0, limits, make_job
 # An exception in a storage thread (say, reporting into a closed loop) fails the test.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
+
+@pytest.fixture
+def backend() -> str:
+    """Query plans are read with SQLite's EXPLAIN QUERY PLAN."""
+    return "sqlite"
+
+
 BIG_TABLES = ("jobs", "quota_ledger", "loras", "lora_changes", "guild_spend", "inputs")
 
 
 async def statements_run_by(storage: Storage, call: Callable[[], Awaitable[Any]]) -> list[str]:
     seen: list[str] = []
-    await storage._conn.run(lambda conn: conn.set_trace_callback(seen.append))
+    conn = storage._conn
+    await conn.run(lambda raw: raw.set_trace_callback(seen.append))  # type: ignore[attr-defined]
     try:
         await call()
     finally:
-        await storage._conn.run(lambda conn: conn.set_trace_callback(None))
+        await conn.run(lambda raw: raw.set_trace_callback(None))  # type: ignore[attr-defined]
     skip = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
     return [sql for sql in seen if not sql.lstrip().upper().startswith(skip)]
 
@@ -42,7 +50,7 @@ async def full_scans(storage: Storage, statements: list[str]) -> list[str]:
                     found.append(f"{detail}  <=  {sql.split()[0]} … {sql[-80:]}")
         return found
 
-    return await storage._conn.read(explain)
+    return await storage._conn.run(explain)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
