@@ -219,8 +219,8 @@ class PostgresConnection:
         except (OSError, asyncpg.InterfaceError) as error:
             raise DatabaseError(_unreachable(self.address, error)) from error
 
-    async def raw(self) -> Any:
-        """A pooled asyncpg connection as an async context manager (tools and tests)."""
+    def acquire(self) -> Any:
+        """A pooled asyncpg connection, as an async context manager (tools and tests)."""
         if self._closed:
             raise StorageClosedError("storage is closed")
         return self._pool.acquire()
