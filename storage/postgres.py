@@ -6,7 +6,8 @@ so all their statements see one snapshot. Writes run at READ COMMITTED, and what
 exact across processes takes a lock first: `tx.lock(...)` is a transaction-scoped advisory
 lock; the per-server month counter is a row every admission updates (a row lock held to the
 commit). A write the caller stops waiting for (cancelled) still finishes or rolls back on its
-own, as on SQLite; `close()` waits for it. A deadlock or serialization failure (neither should
+own, as on SQLite; `close()` waits for it. A read first waits for the writes this process
+started before it, so one process reads its own writes in order, as on SQLite. A deadlock or serialization failure (neither should
 happen with the lock order the repositories keep) is retried a bounded number of times.
 """
 
@@ -177,6 +178,10 @@ class PostgresConnection:
     async def read(self, work: Work[T]) -> T:
         if self._closed:
             raise StorageClosedError("storage is closed")
+        if self._writes:
+            # Reads see every write this process started before them, as on SQLite's single
+            # connection: a task that saw a write's effect (a posted result) reads it back.
+            await asyncio.wait(list(self._writes))
         return await self._attempts(work, readonly=True)
 
     async def write(self, work: Work[T]) -> T:
