@@ -83,10 +83,10 @@ async def copy_sqlite_to_postgres(
     source: Path, target_url: str, *, say: Callable[[str], None] = lambda line: None
 ) -> list[Copied]:
     """Copy everything from the SQLite file `source` into the empty database `target_url`."""
-    if not await asyncio.to_thread(source.is_file):
-        raise TransferError(f"there is no SQLite database at {source}")
     if not is_postgres_url(target_url):
         raise TransferError("the target must be a postgresql://user:password@host:port/db URL")
+    if not await asyncio.to_thread(source.is_file):
+        raise TransferError(f"there is no SQLite database at {source}")
     src: Storage[Any, Any] = await Storage.open(source)
     try:
         dst: Storage[Any, Any] = await Storage.open(target_url, pool_size=1)

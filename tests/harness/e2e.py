@@ -29,7 +29,7 @@ from emulators.fal_emulator.fixtures import FAST_POLL, SEED, fast_retry
 from emulators.fal_emulator.server import FalEmulator
 from storage import Job, JobState, Lora
 from tests.harness.images import png
-from tests.harness.postgres import TestDatabases
+from tests.harness.postgres import ScratchDatabases
 from tests.harness.storage_fixtures import BACKENDS, execute
 
 RESULT_TIMEOUT = 15.0
@@ -188,7 +188,7 @@ async def e2e_database(
     if e2e_backend == "sqlite":
         yield None
         return
-    databases: TestDatabases = request.getfixturevalue("postgres_databases")
+    databases: ScratchDatabases = request.getfixturevalue("postgres_databases")
     url = await databases.create()
     try:
         yield url

@@ -183,7 +183,7 @@ def with_database(url: str, name: str) -> str:
 
 
 @dataclass
-class TestDatabases:
+class ScratchDatabases:
     """Creates and drops one database per test on a server given by its admin URL."""
 
     admin_url: str
@@ -213,10 +213,10 @@ class TestDatabases:
             self.server.stop()
 
 
-def start_test_databases() -> TestDatabases:
+def start_scratch_databases() -> ScratchDatabases:
     """The existing server TEST_DATABASE_URL names, or a new embedded one."""
     existing = os.environ.get("TEST_DATABASE_URL", "").strip()
     if existing:
-        return TestDatabases(existing)
+        return ScratchDatabases(existing)
     server = EmbeddedServer.start()
-    return TestDatabases(server.admin_url, server)
+    return ScratchDatabases(server.admin_url, server)

@@ -21,16 +21,16 @@ import pytest
 from storage import NewJob, QuotaLimits, Storage
 from storage.dialect import arguments
 from storage.postgres import is_postgres_url
-from tests.harness.postgres import TestDatabases, start_test_databases
+from tests.harness.postgres import ScratchDatabases, start_scratch_databases
 
 T0 = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 BACKENDS = ("sqlite", "postgres")
 
 
 @pytest.fixture(scope="session")
-def postgres_databases() -> Iterator[TestDatabases]:
+def postgres_databases() -> Iterator[ScratchDatabases]:
     """The session's PostgreSQL server (started on first use, stopped at the end)."""
-    databases = start_test_databases()
+    databases = start_scratch_databases()
     try:
         yield databases
     finally:
@@ -55,7 +55,7 @@ async def database(
     if backend == "sqlite":
         yield str(storage_path)
         return
-    databases: TestDatabases = request.getfixturevalue("postgres_databases")
+    databases: ScratchDatabases = request.getfixturevalue("postgres_databases")
     url = await databases.create()
     try:
         yield url
@@ -69,7 +69,7 @@ async def fresh_database(
 ) -> AsyncIterator[Any]:
     """A factory of further new databases on the test's backend (all dropped afterwards)."""
     made: list[str] = []
-    databases: TestDatabases | None = None
+    databases: ScratchDatabases | None = None
 
     async def make() -> str:
         nonlocal databases
