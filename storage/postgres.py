@@ -7,8 +7,9 @@ exact across processes takes a lock first: `tx.lock(...)` is a transaction-scope
 lock; the per-server month counter is a row every admission updates (a row lock held to the
 commit). A write the caller stops waiting for (cancelled) still finishes or rolls back on its
 own, as on SQLite; `close()` waits for it. A read first waits for the writes this process
-started before it, so one process reads its own writes in order, as on SQLite. A deadlock or serialization failure (neither should
-happen with the lock order the repositories keep) is retried a bounded number of times.
+started before it, so one process reads its own writes in order, as on SQLite. A deadlock or
+serialization failure (neither should happen with the lock order the repositories keep) is
+retried a bounded number of times.
 """
 
 from __future__ import annotations
