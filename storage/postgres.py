@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -249,6 +250,10 @@ def _unreachable(address: str, error: BaseException) -> str:
         reason = "that database does not exist on the server"
     elif isinstance(error, TimeoutError):
         reason = "no answer in time"
+    elif isinstance(error, ConnectionRefusedError):
+        reason = "connection refused (is the server running and listening there?)"
+    elif isinstance(error, socket.gaierror):
+        reason = "unknown host name"
     elif isinstance(error, OSError) and error.strerror:
         reason = error.strerror
     else:
