@@ -97,7 +97,9 @@ class EmbeddedServer:
         return self.root / "data"
 
     @classmethod
-    def start(cls) -> EmbeddedServer:
+    def start(cls, *, durable: bool = False) -> EmbeddedServer:
+        """Start a server; `durable` keeps PostgreSQL's defaults (fsync, synchronous commit),
+        as benchmarks want, instead of the test session's faster settings."""
         binaries = _bin_dir()
         root = Path(tempfile.mkdtemp(prefix="flux-pg-"))
         data = root / "data"
@@ -138,9 +140,15 @@ class EmbeddedServer:
                             "-h 127.0.0.1",
                             f"-p {server.port}",
                             f"-k {data}",
-                            "-c fsync=off",
-                            "-c full_page_writes=off",
-                            "-c synchronous_commit=off",
+                            *(
+                                ()
+                                if durable
+                                else (
+                                    "-c fsync=off",
+                                    "-c full_page_writes=off",
+                                    "-c synchronous_commit=off",
+                                )
+                            ),
                             "-c max_connections=400",
                             "-c shared_buffers=64MB",
                         ]
@@ -213,10 +221,12 @@ class ScratchDatabases:
             self.server.stop()
 
 
-def start_scratch_databases() -> ScratchDatabases:
-    """The existing server TEST_DATABASE_URL names, or a new embedded one."""
-    existing = os.environ.get("TEST_DATABASE_URL", "").strip()
+def start_scratch_databases(
+    url: str | None = None, *, durable: bool = False
+) -> ScratchDatabases:
+    """The existing server `url` (or TEST_DATABASE_URL) names, or a new embedded one."""
+    existing = (url or os.environ.get("TEST_DATABASE_URL", "")).strip()
     if existing:
         return ScratchDatabases(existing)
-    server = EmbeddedServer.start()
+    server = EmbeddedServer.start(durable=durable)
     return ScratchDatabases(server.admin_url, server)
