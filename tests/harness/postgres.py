@@ -221,9 +221,7 @@ class ScratchDatabases:
             self.server.stop()
 
 
-def start_scratch_databases(
-    url: str | None = None, *, durable: bool = False
-) -> ScratchDatabases:
+def start_scratch_databases(url: str | None = None, *, durable: bool = False) -> ScratchDatabases:
     """The existing server `url` (or TEST_DATABASE_URL) names, or a new embedded one."""
     existing = (url or os.environ.get("TEST_DATABASE_URL", "")).strip()
     if existing:
