@@ -19,6 +19,9 @@ from emulators.discord_emulator.messages import Message
 from tests.harness.e2e import World
 from tests.harness.postgres import ScratchDatabases
 
+# The world starts on SQLite; the migration test moves it to PostgreSQL itself.
+E2E_BACKENDS = ("sqlite",)
+
 ROOT = Path(__file__).resolve().parents[2]
 RERUN = "🔁"
 PASSWORD = "s3cret-pa55word"

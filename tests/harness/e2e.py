@@ -56,6 +56,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     every = os.environ.get("E2E_BACKENDS", "").lower() == "all"
     backends = BACKENDS if every or module in POSTGRES_MODULES else ("sqlite",)
+    # A module whose tests choose their database themselves pins it: E2E_BACKENDS = (...).
+    backends = getattr(metafunc.module, "E2E_BACKENDS", backends)
     metafunc.parametrize("e2e_backend", backends)
 
 
@@ -175,6 +177,7 @@ async def start_world(
         database_url=database_url,
         database_pool_size=4,
     )
+    (folder / "data").mkdir(parents=True, exist_ok=True)  # outputs and tools live there too
     shell = World(discord_emulator, fal_emulator, settings, bot=None)  # type: ignore[arg-type]
     shell.bot = await discord_emulator.start_bot(shell.make_bot())
     return shell

@@ -190,12 +190,20 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+# Ports of the database servers this session uses: the bot's own storage, which checks of
+# "where did the bot connect" (tests/harness/security_fixtures.py) leave out.
+DATABASE_PORTS: set[int] = set()
+
+
 @dataclass
 class ScratchDatabases:
     """Creates and drops one database per test on a server given by its admin URL."""
 
     admin_url: str
     server: EmbeddedServer | None = None
+
+    def __post_init__(self) -> None:
+        DATABASE_PORTS.add(urlsplit(self.admin_url).port or 5432)
 
     async def create(self) -> str:
         name = DB_PREFIX + uuid.uuid4().hex[:12]
