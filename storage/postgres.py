@@ -215,6 +215,7 @@ class PostgresConnection:
         # the transaction still commits or rolls back whole, and close() waits for it.
         task = asyncio.ensure_future(self._attempts(work, readonly=False))
         self._writes.add(task)
+        task.add_done_callback(_settled)
         task.add_done_callback(self._writes.discard)
         return await asyncio.shield(task)
 
@@ -268,6 +269,12 @@ class PostgresConnection:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         await self._pool.close()
+
+
+def _settled(task: asyncio.Task[Any]) -> None:
+    """Mark the outcome as seen: a caller that stopped waiting is not told, nor is asyncio."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _no_reset(conn: Any) -> None:
