@@ -11,7 +11,7 @@ from datetime import timedelta
 from client.pricing import estimate_cost_usd
 from jobs.context import JobContext
 from jobs.errors import Refused
-from jobs.inputs import InputFile, Inputs
+from jobs.inputs import InputFile, Inputs, draft_refs
 from jobs.policy import Requester, check_channel, quota_limits, safety_checker_on
 from jobs.publisher import DeliveryError
 from jobs.records import EditJob
@@ -23,6 +23,10 @@ from jobs.status import StatusBoard
 from storage.models import EffectiveSettings, NewJob, QuotaLimits, Refusal
 
 log = logging.getLogger(__name__)
+
+
+def price(request: EditRequest) -> float:
+    return estimate_cost_usd(len(request.inputs), request.width, request.height, request.count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +70,30 @@ class Admission:
             )
         settings = await self.check_allowed(who)
         loras = await self._registry.resolve(who, [(p.name, p.scale) for p in options.loras])
-        inputs = await self._inputs.prepare(files)
-        request = await self.build(who, options, inputs, loras=loras, settings=settings)
+        infos = await self._inputs.inspect(files)
+        draft = await self.build(who, options, draft_refs(infos), loras=loras, settings=settings)
+        # The whole request, priced, against quota and budget before anything goes to fal.
+        await self.check_fits(who, draft, settings)
+        request = draft.model_copy(update={"inputs": await self._inputs.rehost(infos)})
         job = await self.admit(who, request, parent_job_id=parent_job_id, settings=settings)
         return Started(job=job, request=request)
+
+    async def check_fits(
+        self, who: Requester, request: EditRequest, settings: EffectiveSettings
+    ) -> None:
+        """Refuse now what admit() would refuse: this request's images and cost."""
+        limits = quota_limits(settings.guild, who)
+        refusal = await self._ctx.storage.quotas.would_refuse(
+            who.guild_id,
+            who.user_id,
+            images=request.count,
+            cost_usd=price(request),
+            limits=limits,
+            now=self._ctx.now(),
+        )
+        if refusal is not None:
+            self._ctx.metrics.refusals.labels(reason=refusal.kind).inc()
+            raise Refused(*describe_refusal(refusal, request.count, limits))
 
     async def check_allowed(self, who: Requester) -> EffectiveSettings:
         """Channel rules and the member's quota, before anything is downloaded or uploaded.
@@ -162,7 +186,7 @@ class Admission:
         check_channel(settings)
         limits = quota_limits(settings.guild, who)
         now = ctx.now()
-        cost = estimate_cost_usd(len(request.inputs), request.width, request.height, request.count)
+        cost = price(request)
         outcome = await ctx.storage.jobs.admit(
             NewJob[EditRequest](
                 guild_id=who.guild_id,
