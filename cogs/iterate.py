@@ -14,16 +14,18 @@ from discord.ext import commands
 from cogs.utils.buttons import RESULT_TEMPLATE
 from cogs.utils.context import (
     AttachmentInput,
-    attachment_inputs,
+    draft_inputs,
     flux_bot,
     requester_from,
     requester_from_reaction,
 )
 from cogs.utils.edits import start_edit
+from cogs.utils.forms import FormHandler, dispatch_form, send_form
 from cogs.utils.render import RERUN_EMOJI, follow_link, markup, shown
 from cogs.utils.replies import reply
-from cogs.utils.ui import AnswersErrors, Modal
+from cogs.utils.ui import AnswersErrors
 from jobs.errors import BadRequest, MemberError
+from jobs.forms import DraftImage, EditDraft
 from jobs.loras import check_name
 from jobs.request import MAX_IMAGES_IN, EditOptions, EditRequest, LoraPick
 
@@ -45,93 +47,148 @@ def _is_image(attachment: discord.Attachment) -> bool:
     return attachment.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".gif"))
 
 
-class TweakModal(Modal):
-    def __init__(self, job_id: int, request: EditRequest) -> None:
-        super().__init__(title=f"Tweak edit #{job_id}"[:45], timeout=900)
-        self.job_id = job_id
-        self.prompt: discord.ui.TextInput[TweakModal] = discord.ui.TextInput(
+def tweak_form(job_id: int, request: EditRequest) -> discord.ui.Modal:
+    form = discord.ui.Modal(title=f"Tweak edit #{job_id}"[:45], custom_id=f"form:tweak:{job_id}")
+    form.add_item(
+        discord.ui.TextInput(
             label="Prompt",
+            custom_id="prompt",
             style=discord.TextStyle.paragraph,
             default=request.prompt[:2000],
             max_length=2000,
         )
-        self.seed: discord.ui.TextInput[TweakModal] = discord.ui.TextInput(
+    )
+    form.add_item(
+        discord.ui.TextInput(
             label="Seed (empty for a new random one)",
+            custom_id="seed",
             default=str(request.seed),
             required=False,
             max_length=10,
         )
-        self.add_item(self.prompt)
-        self.add_item(self.seed)
-        self.scales: dict[str, discord.ui.TextInput[TweakModal]] = {}
-        for lora in request.loras[:3]:
-            field: discord.ui.TextInput[TweakModal] = discord.ui.TextInput(
-                label=f"Scale of {lora.name}"[:45], default=_scale_text(lora.scale), max_length=24
+    )
+    for lora in request.loras[:3]:
+        form.add_item(
+            discord.ui.TextInput(
+                label=f"Scale of {lora.name}"[:45],
+                custom_id=f"scale:{lora.name}",
+                default=_scale_text(lora.scale),
+                max_length=24,
             )
-            self.scales[lora.name] = field
-            self.add_item(field)
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        seed_text = self.seed.value.strip()
-        seed = _parse_int("Seed", seed_text) if seed_text else None
-        scales = {
-            name: _parse_float(f"Scale of {name}", f.value) for name, f in self.scales.items()
-        }
-        bot = flux_bot(interaction)
-        job = await bot.jobs.rerun(
-            self.job_id,
-            requester_from(interaction),
-            seed=seed,
-            prompt=self.prompt.value,
-            scales=scales,
         )
-        bot.parts.publisher.remember(job.id, interaction)
-        await reply(interaction, f"Tweaked rerun started as edit #{job.id}.{follow_link(job)}")
+    return form
 
 
-class ReuseModal(Modal):
-    def __init__(self, job_id: int, image: discord.Attachment) -> None:
-        super().__init__(title=f"Use edit #{job_id} as input"[:45], timeout=900)
-        self.job_id = job_id
-        self.image = image
-        self.prompt: discord.ui.TextInput[ReuseModal] = discord.ui.TextInput(
-            label="Prompt for the next edit", style=discord.TextStyle.paragraph, max_length=2000
-        )
-        self.add_item(self.prompt)
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        bot = flux_bot(interaction)
-        who = requester_from(interaction)
-        inputs = await bot.jobs.prepare_inputs([AttachmentInput("the result image", self.image)])
-        job = await bot.jobs.rerun(
-            self.job_id, who, prompt=self.prompt.value, first_input=inputs[0]
-        )
-        bot.parts.publisher.remember(job.id, interaction)
-        await reply(interaction, f"Started edit #{job.id} from that result.{follow_link(job)}")
-
-
-class ContextEditModal(Modal, title="Edit with FLUX.2 LoRA"):
-    prompt: discord.ui.TextInput[ContextEditModal] = discord.ui.TextInput(
-        label="Prompt", style=discord.TextStyle.paragraph, max_length=2000
+def reuse_form(job_id: int, message_id: int) -> discord.ui.Modal:
+    form = discord.ui.Modal(
+        title=f"Use edit #{job_id} as input"[:45], custom_id=f"form:reuse:{job_id}:{message_id}"
     )
-    loras: discord.ui.TextInput[ContextEditModal] = discord.ui.TextInput(
-        label="LoRAs (up to 3, comma-separated)",
-        required=False,
-        max_length=400,  # three names of up to 100 characters, with scales
-        placeholder="name, or name:scale",
+    form.add_item(
+        discord.ui.TextInput(
+            label="Prompt for the next edit",
+            custom_id="prompt",
+            style=discord.TextStyle.paragraph,
+            max_length=2000,
+        )
     )
+    return form
 
-    def __init__(self, images: list[discord.Attachment], note: str) -> None:
-        super().__init__(timeout=900)
-        self.images = images
-        self.note = note
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        options = EditOptions(prompt=self.prompt.value, loras=parse_lora_list(self.loras.value))
-        await start_edit(interaction, options, attachment_inputs(self.images), note=self.note)
+def context_edit_form(draft_id: int) -> discord.ui.Modal:
+    form = discord.ui.Modal(title="Edit with FLUX.2 LoRA", custom_id=f"form:edit:{draft_id}")
+    form.add_item(
+        discord.ui.TextInput(
+            label="Prompt", custom_id="prompt", style=discord.TextStyle.paragraph, max_length=2000
+        )
+    )
+    form.add_item(
+        discord.ui.TextInput(
+            label="LoRAs (up to 3, comma-separated)",
+            custom_id="loras",
+            required=False,
+            max_length=400,  # three names of up to 100 characters, with scales
+            placeholder="name, or name:scale",
+        )
+    )
+    return form
+
+
+async def tweak_submitted(
+    interaction: discord.Interaction, match: re.Match[str], values: dict[str, str]
+) -> None:
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    seed_text = values.get("seed", "").strip()
+    seed = _parse_int("Seed", seed_text) if seed_text else None
+    scales = {
+        key.removeprefix("scale:"): _parse_float(f"Scale of {key.removeprefix('scale:')}", value)
+        for key, value in values.items()
+        if key.startswith("scale:")
+    }
+    bot = flux_bot(interaction)
+    job = await bot.jobs.rerun(
+        int(match["job"]),
+        requester_from(interaction),
+        seed=seed,
+        prompt=values.get("prompt", ""),
+        scales=scales,
+    )
+    bot.parts.publisher.remember(job.id, interaction)
+    await reply(interaction, f"Tweaked rerun started as edit #{job.id}.{follow_link(job)}")
+
+
+async def _images_of(interaction: discord.Interaction, message_id: int) -> list[discord.Attachment]:
+    """The image attachments of a message in this channel, read again from Discord: a form
+    submitted after a restart has only the message's id."""
+    message = (
+        interaction.message
+        if interaction.message and interaction.message.id == message_id
+        else None
+    )
+    if message is None:
+        channel = interaction.channel
+        if not isinstance(channel, discord.abc.Messageable):
+            raise BadRequest("I can't read that message any more.")
+        try:
+            message = await channel.fetch_message(message_id)
+        except discord.HTTPException:
+            raise BadRequest("That message is gone, so there is no image to edit.") from None
+    return [a for a in message.attachments if _is_image(a)]
+
+
+async def reuse_submitted(
+    interaction: discord.Interaction, match: re.Match[str], values: dict[str, str]
+) -> None:
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    images = await _images_of(interaction, int(match["message"]))
+    if not images:
+        raise BadRequest("That result has no image left to use.")
+    bot = flux_bot(interaction)
+    who = requester_from(interaction)
+    inputs = await bot.jobs.prepare_inputs([AttachmentInput("the result image", images[0])])
+    job = await bot.jobs.rerun(
+        int(match["job"]), who, prompt=values.get("prompt", ""), first_input=inputs[0]
+    )
+    bot.parts.publisher.remember(job.id, interaction)
+    await reply(interaction, f"Started edit #{job.id} from that result.{follow_link(job)}")
+
+
+async def context_edit_submitted(
+    interaction: discord.Interaction, match: re.Match[str], values: dict[str, str]
+) -> None:
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    bot = flux_bot(interaction)
+    draft = await bot.jobs.forms.take_edit(requester_from(interaction), int(match["draft"]))
+    options = EditOptions(
+        prompt=values.get("prompt", ""), loras=parse_lora_list(values.get("loras", ""))
+    )
+    await start_edit(interaction, options, draft_inputs(bot, draft), note=draft.note)
+
+
+FORMS: dict[re.Pattern[str], FormHandler] = {
+    re.compile(r"form:tweak:(?P<job>\d+)"): tweak_submitted,
+    re.compile(r"form:reuse:(?P<job>\d+):(?P<message>\d+)"): reuse_submitted,
+    re.compile(r"form:edit:(?P<draft>\d+)"): context_edit_submitted,
+}
 
 
 class ResultButton(
@@ -171,7 +228,7 @@ class ResultButton(
     async def _tweak(self, interaction: discord.Interaction) -> None:
         reruns = flux_bot(interaction).jobs.reruns
         job = await reruns.check_before_form(requester_from(interaction), self.job_id)
-        await interaction.response.send_modal(TweakModal(self.job_id, job.request))
+        await send_form(interaction, tweak_form(self.job_id, job.request))
 
     async def _reuse(self, interaction: discord.Interaction) -> None:
         message = interaction.message
@@ -180,7 +237,8 @@ class ResultButton(
             raise BadRequest("That result has no image left to use.")
         reruns = flux_bot(interaction).jobs.reruns
         await reruns.check_before_form(requester_from(interaction), self.job_id)
-        await interaction.response.send_modal(ReuseModal(self.job_id, images[0]))
+        assert message is not None  # it had images
+        await send_form(interaction, reuse_form(self.job_id, message.id))
 
     async def _delete(self, interaction: discord.Interaction) -> None:
         reruns = flux_bot(interaction).jobs.reruns
@@ -263,7 +321,25 @@ class Iterate(commands.Cog):
         if len(images) > MAX_IMAGES_IN:
             note = f"That message has {len(images)} images; I'm using the first {MAX_IMAGES_IN}."
             images = images[:MAX_IMAGES_IN]
-        await interaction.response.send_modal(ContextEditModal(images, note))
+        who = requester_from(interaction)
+        # The images go with the draft: after a restart, reading the message again would not
+        # return them (docs/discord-limits.md, "Interactions").
+        draft = EditDraft(
+            guild_id=who.guild_id,
+            user_id=who.user_id,
+            message_id=message.id,
+            images=[
+                DraftImage(url=a.url, filename=a.filename, size=a.size, content_type=a.content_type)
+                for a in images
+            ],
+            note=note,
+        )
+        await self.bot.jobs.forms.save_edit(interaction.id, draft)
+        await send_form(interaction, context_edit_form(interaction.id))
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        await dispatch_form(interaction, FORMS)
 
     # -------------------------------------------------------------- reactions
 

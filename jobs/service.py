@@ -16,6 +16,7 @@ from jobs.admission import Admission, Started
 from jobs.at_fal import AtFal
 from jobs.context import JobConfig, JobContext
 from jobs.delivery import Deliverer
+from jobs.forms import FormDrafts
 from jobs.inputs import InputFile, Inputs
 from jobs.metrics import Metrics
 from jobs.outputs import Outputs
@@ -71,6 +72,7 @@ class JobService:
         self.usage = UsageViews(storage, self.policy)
         self.admission = Admission(ctx, self.inputs, self.registry, self.runner, self.status)
         self.reruns = Reruns(ctx, self.admission, self.registry)
+        self.forms = FormDrafts(storage.settings)
 
     # ------------------------------------------------------------------ starting work
 

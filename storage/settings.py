@@ -159,6 +159,15 @@ class SettingsRepository:
 
         return await self._conn.read(work)
 
+    async def take_meta(self, key: str) -> str | None:
+        """Read and delete a value in one step (one-shot records such as form drafts)."""
+
+        def work(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("DELETE FROM meta WHERE key = ? RETURNING value", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._conn.write(work)
+
     async def set_meta(self, key: str, value: str) -> None:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, cast
 import discord
 
 from jobs.errors import MemberError
+from jobs.forms import EditDraft
 from jobs.policy import Requester
 
 if TYPE_CHECKING:
@@ -135,10 +136,31 @@ class AttachmentInput:
         return await self.attachment.read()
 
 
-def attachment_inputs(attachments: list[discord.Attachment]) -> list[AttachmentInput]:
-    """image, image2, image3: the labels members see in /edit's options and in messages."""
-    labels = ("image", "image2", "image3")
-    return [AttachmentInput(label, a) for label, a in zip(labels, attachments, strict=False)]
+IMAGE_LABELS = ("image", "image2", "image3")  # as members see them in /edit's options
+
+
+@dataclass
+class CdnAttachmentInput:
+    """An attachment known by its Discord CDN URL only (from a stored form draft)."""
+
+    label: str
+    url: str
+    filename: str
+    size: int
+    http: discord.http.HTTPClient = field(repr=False)
+
+    def discard(self) -> None:
+        pass
+
+    async def read(self) -> bytes:
+        return await self.http.get_from_cdn(self.url)
+
+
+def draft_inputs(bot: discord.Client, draft: EditDraft) -> list[CdnAttachmentInput]:
+    return [
+        CdnAttachmentInput(label, image.url, image.filename, image.size, bot.http)
+        for label, image in zip(IMAGE_LABELS, draft.images, strict=False)
+    ]
 
 
 def _retrieve(task: asyncio.Task[bytes]) -> None:

@@ -639,3 +639,81 @@ async def test_context_menu_refuses_unknown_loras_and_messages_without_images(
     assert await world.reply_text(ix) == "That message has no image attachments to edit."
     assert ix.ephemeral
     assert await job_count(world) == 0
+
+
+# ------------------------------------------------------------------------------------ forms
+
+
+async def test_a_tweak_form_opened_before_a_restart_is_submitted_after_it(world: World) -> None:
+    """The member's typed changes are not lost: the submit is handled by the form's id."""
+    await world.add_lora("claymation", scale=0.8)
+    original = await delivered(world, "alice", prompt="a red cat", lora="claymation", seed=5)
+    ix = await click(world, "alice", original, 1, "tweak")
+    await ix.response()
+
+    await world.restart()
+
+    text = await submit(
+        world,
+        "alice",
+        ix,
+        {"Prompt": "a green cat", "Seed (empty for a new random one)": "9"},
+    )
+    assert text.startswith("Tweaked rerun started as edit #2.")
+    rerun = await result_with_reaction(world)
+    assert rerun.embeds[0]["description"] == "a green cat"
+    assert fields(rerun)["Seed"] == "9"
+    assert fields(rerun)["LoRAs"] == "`claymation` × 0.8"
+
+
+async def test_a_use_as_input_form_survives_a_restart(world: World) -> None:
+    original = await delivered(world, "alice")
+    ix = await click(world, "alice", original, 1, "reuse")
+    await ix.response()
+
+    await world.restart()
+
+    text = await submit(world, "alice", ix, {"Prompt for the next edit": "now at night"})
+    assert text.startswith("Started edit #2 from that result.")
+    chained = await result_with_reaction(world)
+    assert chained.embeds[0]["description"] == "now at night"
+    job = await world.bot.storage.jobs.get(2)
+    assert job is not None and job.parent_job_id == 1
+
+
+async def test_a_message_menu_form_survives_a_restart_with_its_images(world: World) -> None:
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    images = [png(512, 512, c) for c in colours]
+    photo = post_images(world, "alice", images)
+    ix = await world.emu.context_menu(
+        world.emu.member("bob"), world.emu.channel("general"), MENU, photo
+    )
+    await ix.response()
+
+    await world.restart()
+
+    text = await submit(world, "bob", ix, {"Prompt": "a collage after a restart"})
+    assert text.startswith("Edit #1 is on its way")
+    assert "That message has 4 images; I'm using the first 3." in text
+    await result_with_reaction(world)
+    job = await world.bot.storage.jobs.get(1)
+    assert job is not None and job.user_id == member_id(world, "bob")
+    used = [ref.sha256 for ref in job.request.inputs]
+    assert used == [hashlib.sha256(data).hexdigest() for data in images[:3]]
+
+
+async def test_a_message_menu_form_is_submitted_once_and_only_by_its_opener(
+    world: World,
+) -> None:
+    photo = post_images(world, "alice", [png(512, 512)])
+    ix = await world.emu.context_menu(
+        world.emu.member("bob"), world.emu.channel("general"), MENU, photo
+    )
+    text = await submit(world, "bob", ix, {"Prompt": "once"})
+    assert text.startswith("Edit #1 is on its way")
+
+    again = await submit(world, "bob", ix, {"Prompt": "twice"})
+
+    assert again == "That form has expired. Open the message menu again."
+    await result_with_reaction(world)
+    assert len(world.fal.submissions()) == 1
