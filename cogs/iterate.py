@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -14,6 +15,7 @@ from discord.ext import commands
 from cogs.utils.buttons import RESULT_TEMPLATE
 from cogs.utils.context import (
     AttachmentInput,
+    Reaction,
     draft_inputs,
     flux_bot,
     requester_from,
@@ -298,6 +300,7 @@ class Iterate(commands.Cog):
         # Per instance: discord.py loads extensions as fresh modules, so tests tune them here.
         self.refusal_lifetime = REFUSAL_LIFETIME
         self.reaction_cooldown = REACTION_COOLDOWN
+        self.catching_up: asyncio.Task[int] | None = None
         self.menu = app_commands.ContextMenu(
             name="Edit with FLUX.2 LoRA…", callback=self.edit_message_images
         )
@@ -308,6 +311,8 @@ class Iterate(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+        if self.catching_up is not None:
+            self.catching_up.cancel()
 
     # -------------------------------------------------------------- context menu
 
@@ -349,17 +354,24 @@ class Iterate(commands.Cog):
             return
         if self.bot.user is not None and payload.user_id == self.bot.user.id:
             return
-        key = (payload.message_id, payload.user_id)
+        await self._on_rerun_reaction(Reaction.from_event(payload), fresh=True)
+
+    async def _on_rerun_reaction(self, reaction: Reaction, *, fresh: bool) -> bool:
+        """True when this reaction was handled now (a rerun, or the refusal of one)."""
+        key = (reaction.message_id, reaction.user_id)
         if key in self._reacting:
-            return  # a second quick reaction while the first is being admitted
+            return False  # a second quick reaction while the first is being admitted
         if self._recently_admitted(key):
-            await self._take_back(payload)
-            return
+            await self._take_back(reaction)
+            return False
         self._reacting.add(key)
         try:
-            job = await self.bot.jobs.reruns.by_result_message(payload.guild_id, payload.message_id)
-            if job is not None:
-                await self._rerun_from_reaction(payload, job.id)
+            reruns = self.bot.jobs.reruns
+            job = await reruns.by_result_message(reaction.guild_id, reaction.message_id)
+            if job is None or not await reruns.note_reaction(*key, fresh=fresh):
+                return False
+            await self._rerun_from_reaction(reaction, job.id)
+            return True
         finally:
             self._reacting.discard(key)
 
@@ -370,32 +382,37 @@ class Iterate(commands.Cog):
                 del self._admitted[old]
         return key in self._admitted
 
-    async def _rerun_from_reaction(
-        self, payload: discord.RawReactionActionEvent, job_id: int
-    ) -> None:
-        channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
+    async def _rerun_from_reaction(self, reaction: Reaction, job_id: int) -> None:
+        channel = self.bot.get_partial_messageable(reaction.channel_id, guild_id=reaction.guild_id)
         try:
-            await self.bot.jobs.rerun(job_id, requester_from_reaction(self.bot, payload))
+            await self.bot.jobs.rerun(job_id, requester_from_reaction(self.bot, reaction))
         except MemberError as error:
-            await self._take_back(payload)  # so the member can simply react again later
-            await self._short_reply(channel, payload.user_id, markup(error.parts))
+            await self._take_back(reaction)  # so the member can simply react again later
+            await self._short_reply(channel, reaction.user_id, markup(error.parts))
             return
-        self._admitted[(payload.message_id, payload.user_id)] = time.monotonic()
-        await self._take_back(payload)
+        self._admitted[(reaction.message_id, reaction.user_id)] = time.monotonic()
+        await self._take_back(reaction)
 
-    async def _take_back(self, payload: discord.RawReactionActionEvent) -> None:
-        """Remove the member's 🔁: it was handled, and the next tap can start another rerun."""
-        channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
+    async def _take_back(self, reaction: Reaction) -> None:
+        """Remove the member's 🔁: it was handled, and the next tap can start another rerun.
+        Where the bot may not remove it, the record of it keeps a restart from running it
+        again."""
+        channel = self.bot.get_partial_messageable(reaction.channel_id, guild_id=reaction.guild_id)
         try:
-            await channel.get_partial_message(payload.message_id).remove_reaction(
-                RERUN_EMOJI, discord.Object(payload.user_id)
+            await channel.get_partial_message(reaction.message_id).remove_reaction(
+                RERUN_EMOJI, discord.Object(reaction.user_id)
             )
         except discord.HTTPException:
             log.info("could not remove a rerun reaction (missing Manage Messages?)")
+            return
+        await self.bot.jobs.reruns.forget_reaction(reaction.message_id, reaction.user_id)
 
     async def _short_reply(
         self, channel: discord.PartialMessageable, user_id: int, text: str
     ) -> None:
+        """The answer to a refused reaction: ephemeral messages need an interaction, which a
+        reaction is not, so a short reply that deletes itself (a DM may be closed or unwanted;
+        the member is looking at the channel)."""
         try:
             await channel.send(
                 f"<@{user_id}> {text}",
@@ -404,6 +421,58 @@ class Iterate(commands.Cog):
             )
         except discord.HTTPException:
             log.info("could not post a reaction refusal for %s", user_id)
+
+    # -------------------------------------------------------------- catching up
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        if self.catching_up is None and self.bot.settings.catch_up_hours > 0:
+            self.catching_up = asyncio.create_task(self.catch_up(), name="reaction-catch-up")
+
+    async def catch_up(self) -> int:
+        """Run the 🔁 reruns members asked for while the bot was down, once each, on results
+        of the last CATCH_UP_HOURS. Returns how many reactions it handled."""
+        handled = 0
+        me = self.bot.user.id if self.bot.user else 0
+        for job in await self.bot.jobs.reruns.recent_results(self.bot.settings.catch_up_hours):
+            assert job.result_message_id is not None
+            try:
+                users = await self._reactors(job.channel_id, job.result_message_id)
+            except discord.HTTPException:
+                log.info("job %s: could not read the reactions on its result", job.id)
+                continue
+            for user_id in users:
+                if user_id == me:
+                    continue
+                member = await self._member(job.guild_id, user_id)
+                reaction = Reaction(
+                    job.guild_id, job.channel_id, job.result_message_id, user_id, member
+                )
+                handled += await self._on_rerun_reaction(reaction, fresh=False)
+        log.info("caught up with %d rerun reactions made while offline", handled)
+        return handled
+
+    async def _reactors(self, channel_id: int, message_id: int) -> list[int]:
+        users: list[int] = []
+        after: int | None = None
+        while True:
+            page = await self.bot.http.get_reaction_users(
+                channel_id, message_id, RERUN_EMOJI, 100, after=after
+            )
+            users += [int(user["id"]) for user in page]
+            if len(page) < 100:
+                return users
+            after = users[-1]
+
+    async def _member(self, guild_id: int, user_id: int) -> discord.Member | None:
+        """The member with their roles (quotas depend on them); None if they left."""
+        guild = self.bot.get_guild(guild_id)
+        if guild is None:
+            return None
+        try:
+            return guild.get_member(user_id) or await guild.fetch_member(user_id)
+        except discord.HTTPException:
+            return None
 
 
 async def setup(bot: FluxBot) -> None:

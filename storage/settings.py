@@ -159,6 +159,19 @@ class SettingsRepository:
 
         return await self._conn.read(work)
 
+    async def claim_meta(self, key: str, value: str) -> bool:
+        """Write the key only if it is not there yet; True when this call wrote it (a claim
+        that two processes, or two restarts, can't both win)."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, value),
+            )
+            return cursor.rowcount == 1
+
+        return await self._conn.write(work)
+
     async def take_meta(self, key: str) -> str | None:
         """Read and delete a value in one step (one-shot records such as form drafts)."""
 

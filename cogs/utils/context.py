@@ -83,10 +83,29 @@ def requester_from(interaction: discord.Interaction) -> Requester:
     )
 
 
-def requester_from_reaction(
-    bot: discord.Client, payload: discord.RawReactionActionEvent
-) -> Requester:
-    guild = bot.get_guild(payload.guild_id or 0)
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """A member's 🔁 on a message: from the gateway, or found at start (catch-up)."""
+
+    guild_id: int
+    channel_id: int
+    message_id: int
+    user_id: int
+    member: discord.Member | None
+
+    @classmethod
+    def from_event(cls, payload: discord.RawReactionActionEvent) -> Reaction:
+        return cls(
+            payload.guild_id or 0,
+            payload.channel_id,
+            payload.message_id,
+            payload.user_id,
+            payload.member,
+        )
+
+
+def requester_from_reaction(bot: discord.Client, payload: Reaction) -> Requester:
+    guild = bot.get_guild(payload.guild_id)
     channel = guild.get_channel_or_thread(payload.channel_id) if guild else None
     member = payload.member
     perms = (
@@ -95,7 +114,7 @@ def requester_from_reaction(
         else discord.Permissions.none()
     )
     return make_requester(
-        guild_id=payload.guild_id or 0,
+        guild_id=payload.guild_id,
         channel_id=payload.channel_id,
         channel=channel,
         user=member or discord.Object(payload.user_id),

@@ -6,6 +6,7 @@ bot on a temp SQLite file. Assertions are what members see and what the database
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 import cogs.iterate
 from emulators.discord_emulator.interactions import Interaction
 from emulators.discord_emulator.messages import Attachment, Message
+from emulators.discord_emulator.permissions import Permission
 from storage.models import JobState
 from tests.harness.e2e import World
 from tests.harness.images import jpeg, png
@@ -717,3 +719,86 @@ async def test_a_message_menu_form_is_submitted_once_and_only_by_its_opener(
     assert again == "That form has expired. Open the message menu again."
     await result_with_reaction(world)
     assert len(world.fal.submissions()) == 1
+
+
+# ------------------------------------------------------------------------------------ catch-up
+
+
+async def restarted_after(world: World, act: Any) -> Any:
+    """Stop the bot, let members act while it is down, start it and wait for its catch-up."""
+    await world.emu.stop_bot()
+    await act()
+    world.bot = await world.emu.start_bot(world.make_bot())
+    cog = world.bot.get_cog("Iterate")
+    assert cog is not None
+    await asyncio.wait_for(cog.catching_up, 15)  # type: ignore[attr-defined, arg-type]
+    return cog
+
+
+async def test_a_reaction_made_while_the_bot_was_down_reruns_once(world: World) -> None:
+    original = await delivered(world, "alice")
+    bob = world.emu.member("bob")
+
+    await restarted_after(world, lambda: world.emu.react(bob, original, RERUN))
+
+    rerun = await result_with_reaction(world)
+    assert rerun.embeds[0]["title"] == "Edit #2"
+    job = await world.bot.storage.jobs.get(2)
+    assert job is not None and job.user_id == bob.id and job.parent_job_id == 1
+    assert await images_used(world, "bob") == 1
+    await taken_back(world, original, "bob")
+
+    async def nothing() -> None:
+        pass
+
+    await restarted_after(world, nothing)
+    assert await world.bot.storage.jobs.get(3) is None
+    assert await images_used(world, "bob") == 1
+
+
+async def test_a_reaction_the_bot_cannot_take_back_still_runs_only_once(world: World) -> None:
+    original = await delivered(world, "alice")
+    bob = world.emu.member("bob")
+    bot_role = next(r for r in world.emu.guild.roles.values() if r.bot_id)
+    world.emu.set_role_permissions(
+        bot_role, bot_role.permissions & ~int(Permission.MANAGE_MESSAGES)
+    )
+
+    await restarted_after(world, lambda: world.emu.react(bob, original, RERUN))
+    await result_with_reaction(world)
+    assert bob.id in original.reactions[RERUN]  # still there: the bot may not remove it
+
+    for _ in range(2):  # restarts do not run it again
+        cog = await restarted_after(world, lambda: asyncio.sleep(0))
+        assert cog.catching_up.result() == 0  # type: ignore[attr-defined]
+    assert await world.bot.storage.jobs.get(3) is None
+    assert await images_used(world, "bob") == 1
+
+
+async def test_a_reaction_while_down_from_a_member_out_of_quota_gets_the_short_refusal(
+    world: World, short_refusals: float
+) -> None:
+    original = await delivered(world, "alice")
+    await world.set_settings(default_quota=1)
+
+    await restarted_after(
+        world, lambda: world.emu.react(world.emu.member("alice"), original, RERUN)
+    )
+
+    refusal = await refusal_for(world, "alice")
+    assert "You've used 1 of 1 images" in refusal.content
+    assert await world.bot.storage.jobs.get(2) is None
+
+
+async def test_catch_up_is_off_with_zero_hours(world: World) -> None:
+    original = await delivered(world, "alice")
+    world.settings = world.settings.model_copy(update={"catch_up_hours": 0})
+
+    await world.emu.stop_bot()
+    await world.emu.react(world.emu.member("bob"), original, RERUN)
+    world.bot = await world.emu.start_bot(world.make_bot())
+
+    cog = world.bot.get_cog("Iterate")
+    assert cog is not None and cog.catching_up is None  # type: ignore[attr-defined]
+    assert world.emu.member("bob").id in original.reactions[RERUN]
+    assert await world.bot.storage.jobs.get(2) is None
