@@ -80,6 +80,8 @@ class Admission:
         refusal = await self._precheck(who, limits)
         if refusal is not None:
             self._ctx.metrics.refusals.labels(reason=refusal.kind).inc()
+            if refusal.kind == "budget":
+                self._ctx.notices.spend_changed(who.guild_id)
             raise Refused(*describe_refusal(refusal, 1, limits))
         return settings
 
@@ -183,8 +185,12 @@ class Admission:
         )
         if isinstance(outcome, Refusal):
             ctx.metrics.refusals.labels(reason=outcome.kind).inc()
+            # A request dearer than the whole budget says nothing about what is left of it.
+            if outcome.kind == "budget" and outcome.next_free_at is not None:
+                ctx.notices.spend_changed(who.guild_id, refused=True)
             raise Refused(*describe_refusal(outcome, request.count, limits))
         job = outcome
+        ctx.notices.spend_changed(job.guild_id)
         ctx.metrics.transitions.labels(state="admitted").inc()
         ctx.metrics.in_flight.inc()
         log.info(
