@@ -60,6 +60,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.admin",
     "cogs.members",
     "cogs.health",
+    "cogs.help",
 )
 
 SYNC_HASH_KEY = "command_tree_hash"

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 from client.pricing import estimate_cost_usd
 from jobs.context import JobContext
@@ -92,8 +93,7 @@ class Admission:
             now=self._ctx.now(),
         )
         if refusal is not None:
-            self._ctx.metrics.refusals.labels(reason=refusal.kind).inc()
-            raise Refused(*describe_refusal(refusal, request.count, limits))
+            self._refuse(who, refusal, request.count, limits)
 
     async def check_allowed(self, who: Requester) -> EffectiveSettings:
         """Channel rules and the member's quota, before anything is downloaded or uploaded.
@@ -103,9 +103,18 @@ class Admission:
         limits = quota_limits(settings.guild, who)
         refusal = await self._precheck(who, limits)
         if refusal is not None:
-            self._ctx.metrics.refusals.labels(reason=refusal.kind).inc()
-            raise Refused(*describe_refusal(refusal, 1, limits))
+            self._refuse(who, refusal, 1, limits)
         return settings
+
+    def _refuse(
+        self, who: Requester, refusal: Refusal, images: int, limits: QuotaLimits
+    ) -> NoReturn:
+        """Count the refusal, tell budget alerts when the budget was the reason, and raise."""
+        self._ctx.metrics.refusals.labels(reason=refusal.kind).inc()
+        # A request dearer than the whole budget says nothing about what is left of it.
+        if refusal.kind == "budget" and refusal.next_free_at is not None:
+            self._ctx.notices.spend_changed(who.guild_id, refused=refusal.requested > 0)
+        raise Refused(*describe_refusal(refusal, images, limits))
 
     async def _precheck(self, who: Requester, limits: QuotaLimits) -> Refusal | None:
         """A non-binding look at the limits; admit() checks again atomically. Same order as
@@ -206,9 +215,9 @@ class Admission:
             now=now,
         )
         if isinstance(outcome, Refusal):
-            ctx.metrics.refusals.labels(reason=outcome.kind).inc()
-            raise Refused(*describe_refusal(outcome, request.count, limits))
+            self._refuse(who, outcome, request.count, limits)
         job = outcome
+        ctx.notices.spend_changed(job.guild_id)
         ctx.metrics.transitions.labels(state="admitted").inc()
         ctx.metrics.in_flight.inc()
         log.info(

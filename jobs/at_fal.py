@@ -111,6 +111,7 @@ class AtFal:
             await self._status.fail(job.id, OUTCOME_UNKNOWN)
             return await self._transitions.reload(job.id)
         except FalError as error:
+            self._ctx.notices.fal_failed(error)
             await self._status.fail(job.id, fal_failure_text(error, self._ctx.metrics))
             return await self._transitions.reload(job.id)
         job = await self._transitions.move(
@@ -169,6 +170,7 @@ class AtFal:
             await self._status.end(job.id, JobState.CANCELLED, "cancelled at fal", note=False)
             return await self._transitions.reload(job.id)
         except FalError as error:
+            ctx.notices.fal_failed(error)
             await self._status.fail(job.id, fal_failure_text(error, ctx.metrics))
             return await self._transitions.reload(job.id)
         stored = await self._outputs.store(job, output)

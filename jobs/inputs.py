@@ -77,6 +77,7 @@ class Inputs:
         try:
             return [await self._rehost(info) for info in infos]
         except FalError as error:  # fal down or the key refused: not the member's doing
+            self._ctx.notices.fal_failed(error)
             raise Refused(fal_failure_text(error, self._ctx.metrics)) from None
 
     async def _rehost(self, info: ImageInfo) -> InputRef:

@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 
 from jobs.records import EditJob
 from jobs.request import EditRequest
+from jobs.text import Words
 
 Phase = Literal[
     "admitted", "queued", "running", "delivering", "delivered", "failed", "cancelled", "expired"
@@ -71,3 +72,8 @@ class Publisher(Protocol):
 
     async def notify(self, job: EditJob, text: str) -> None:
         """Tell the requester something privately where Discord allows it."""
+
+    async def post_alert(self, guild_id: int, channel_id: int, text: Words) -> None:
+        """Post a message for a server's managers in the channel they chose (budget alerts);
+        it mentions nobody. Raises DeliveryForbidden when the bot can't post there, another
+        DeliveryError when Discord failed."""

@@ -2,7 +2,8 @@
 hands each caller the piece it needs; the rules live in the rooms, not here.
 
     admission → runner (at_fal → outputs) → delivery, with status and transitions beside them;
-    registry, server_policy and usage for what managers and members change and read.
+    registry, server_policy and usage for what managers and members change and read;
+    setup_check, spend and alerts for the first five minutes and the money at a glance.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 
 from client.fal import FalClient
 from jobs.admission import Admission, Started
+from jobs.alerts import BudgetAlerts
 from jobs.at_fal import AtFal
 from jobs.context import JobConfig, JobContext
 from jobs.delivery import Deliverer
@@ -28,6 +30,8 @@ from jobs.request import EditOptions, InputRef
 from jobs.reruns import Reruns
 from jobs.runner import Runner
 from jobs.server_policy import ServerPolicy
+from jobs.setup_check import SetupCheck
+from jobs.spend import SpendViews
 from jobs.status import StatusBoard
 from jobs.transitions import Transitions
 from jobs.usage import UsageViews
@@ -73,6 +77,10 @@ class JobService:
         self.admission = Admission(ctx, self.inputs, self.registry, self.runner, self.status)
         self.reruns = Reruns(ctx, self.admission, self.registry)
         self.forms = FormDrafts(storage.settings)
+        self.setup = SetupCheck(storage)
+        self.spend = SpendViews(storage, now)
+        self.alerts = BudgetAlerts(ctx, self.policy)
+        ctx.notices.listen(self.alerts)
 
     # ------------------------------------------------------------------ starting work
 
@@ -125,6 +133,10 @@ class JobService:
 
     async def wait_idle(self) -> None:
         await self.runner.wait_idle()
+        await self._ctx.notices.wait_idle()
 
     async def close(self) -> None:
-        await self.runner.close()
+        try:
+            await self.runner.close()
+        finally:
+            await self._ctx.notices.close()

@@ -17,12 +17,13 @@ from .loras import LoraRepository
 from .models import Job, RequestT, ResultT
 from .quotas import QuotaRepository
 from .settings import SettingsRepository
+from .spend import SpendRepository
 
 log = logging.getLogger(__name__)
 
 
 class Storage(Generic[RequestT, ResultT]):
-    """Everything the bot keeps: one SQLite file, one connection, five repositories."""
+    """Everything the bot keeps: one SQLite file, one connection, six repositories."""
 
     def __init__(
         self, conn: Connection, schema_version: int, job_model: type[Job[RequestT, ResultT]]
@@ -35,6 +36,7 @@ class Storage(Generic[RequestT, ResultT]):
         self.quotas = QuotaRepository(conn)
         self.settings = SettingsRepository(conn)
         self.inputs = InputRepository(conn)
+        self.spend = SpendRepository(conn)
 
     @classmethod
     async def open(

@@ -190,3 +190,16 @@ class SettingsRepository:
             )
 
         await self._conn.write(work)
+
+    async def alert_channels(self) -> dict[int, int]:
+        """Every server that named a budget-alerts channel: server id → channel id."""
+
+        def work(conn: sqlite3.Connection) -> dict[int, int]:
+            rows = conn.execute(
+                """SELECT guild_id, json_extract(settings, '$.alerts_channel_id') AS channel
+                     FROM guild_settings
+                    WHERE json_extract(settings, '$.alerts_channel_id') IS NOT NULL"""
+            ).fetchall()
+            return {int(row["guild_id"]): int(row["channel"]) for row in rows}
+
+        return await self._conn.read(work)
