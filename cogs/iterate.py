@@ -359,9 +359,9 @@ class Iterate(commands.Cog):
     async def _on_rerun_reaction(self, reaction: Reaction, *, fresh: bool) -> bool:
         """True when this reaction was handled now (a rerun, or the refusal of one)."""
         key = (reaction.message_id, reaction.user_id)
-        if key in self._reacting:
-            return False  # a second quick reaction while the first is being admitted
-        if self._recently_admitted(key):
+        # A tap while the member's last one is still being handled, or just after its rerun was
+        # admitted, is a double tap (or a client retry): taken back, not a second job.
+        if key in self._reacting or self._recently_admitted(key):
             await self._take_back(reaction)
             return False
         self._reacting.add(key)
