@@ -10,6 +10,7 @@ from aiohttp import web
 from discord.ext import commands
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cogs.utils.heartbeat import record_heartbeats_on_the_loop
 from cogs.utils.loop_lag import LoopLagMonitor
 
 if TYPE_CHECKING:
@@ -78,4 +79,5 @@ class Health(commands.Cog):
 
 
 async def setup(bot: FluxBot) -> None:
+    record_heartbeats_on_the_loop()  # before the gateway connects: a true bot.latency
     await bot.add_cog(Health(bot))
