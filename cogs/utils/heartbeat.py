@@ -8,7 +8,8 @@ heartbeat: `bot.latency` becomes one heartbeat interval (41.25 s) plus the real 
 discord.py logs "Can't keep up, shard ID None websocket is 41.3s behind" although nothing was
 late. discord.py fixed this upstream (Rapptz/discord.py#10448: record the send time on the loop,
 just before sending) after 2.7.1; until a release carries it, `record_heartbeats_on_the_loop()`
-does the same. It changes nothing once discord.py has its own fix.
+does the same. It changes nothing once discord.py has its own fix
+(docs/discord-limits.md, "Gateway heartbeats").
 """
 
 from __future__ import annotations
