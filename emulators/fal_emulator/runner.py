@@ -226,9 +226,11 @@ async def produce(emu: FalEmulator, job: Job, run_time: float) -> tuple[int, Any
     seed = model.seed if model.seed is not None else emu.rng.randrange(0, 2**32)
     size = output_size(model, sources[0].size)
 
+    loras = [(lora.path, lora.scale) for lora in model.loras]
+
     def render_all() -> list[RenderedImage]:
         return [
-            render_output(sources[0], size, seed, index, model.output_format)
+            render_output(sources[0], size, seed, index, model.output_format, loras)
             for index in range(model.num_images)
         ]
 
