@@ -185,7 +185,7 @@ async def test_the_tint_follows_the_loras_and_their_scales(
         await fal_emulator.wait_for_status(str(queued["request_id"]), "COMPLETED")
         result = (await http.get(str(queued["response_url"]), headers=auth(fal_emulator))).json()
         picture = decode_image((await http.get(result["images"][0]["url"])).content)
-        weights = [(str(lora["path"]), float(lora["scale"])) for lora in loras]  # type: ignore[arg-type]
+        weights = [(str(lora["path"]), float(lora["scale"])) for lora in loras]
         assert picture.getpixel((5, 5)) == expected_pixel((10, 200, 10), 3, 0, weights)
         pixels.append(picture.getpixel((5, 5)))
     assert pixels[0] == pixels[1]  # a LoRA at scale 0 changes nothing
