@@ -55,6 +55,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.loras",
     "cogs.admin",
     "cogs.members",
+    "cogs.studio",
     "cogs.health",
 )
 

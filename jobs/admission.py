@@ -13,6 +13,7 @@ from jobs.context import JobContext
 from jobs.errors import Refused
 from jobs.inputs import InputFile, Inputs
 from jobs.policy import Requester, check_channel, quota_limits, safety_checker_on
+from jobs.presets import Presets
 from jobs.publisher import DeliveryError
 from jobs.records import EditJob
 from jobs.refusals import describe_refusal, next_month
@@ -41,12 +42,14 @@ class Admission:
         registry: Registry,
         runner: Runner,
         status: StatusBoard,
+        presets: Presets | None = None,
     ) -> None:
         self._ctx = ctx
         self._inputs = inputs
         self._registry = registry
         self._runner = runner
         self._status = status
+        self._presets = presets
 
     async def start_edit(
         self,
@@ -58,18 +61,25 @@ class Admission:
     ) -> Started:
         """/edit and the message menu: cheap checks first, so nothing is downloaded or
         uploaded for a request that fails them; then inputs, recipe, admission."""
+        self.check_postable(who)
+        settings = await self.check_allowed(who)
+        if options.preset and self._presets is not None:
+            options = await self._presets.fill(who, options, max_steps=settings.max_steps)
+        loras = await self._registry.resolve(who, [(p.name, p.scale) for p in options.loras])
+        inputs = await self._inputs.prepare(files)
+        request = await self.build(who, options, inputs, loras=loras, settings=settings)
+        job = await self.admit(who, request, parent_job_id=parent_job_id, settings=settings)
+        return Started(job=job, request=request)
+
+    @staticmethod
+    def check_postable(who: Requester) -> None:
+        """The bot can post results where the member asks, or nothing is started."""
         if who.bot_missing:
             raise Refused(
                 "I can't post results in this channel: I need "
                 + ", ".join(who.bot_missing)
                 + " here. Ask an admin, or use another channel."
             )
-        settings = await self.check_allowed(who)
-        loras = await self._registry.resolve(who, [(p.name, p.scale) for p in options.loras])
-        inputs = await self._inputs.prepare(files)
-        request = await self.build(who, options, inputs, loras=loras, settings=settings)
-        job = await self.admit(who, request, parent_job_id=parent_job_id, settings=settings)
-        return Started(job=job, request=request)
 
     async def check_allowed(self, who: Requester) -> EffectiveSettings:
         """Channel rules and the member's quota, before anything is downloaded or uploaded.

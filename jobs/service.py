@@ -2,6 +2,7 @@
 hands each caller the piece it needs; the rules live in the rooms, not here.
 
     admission → runner (at_fal → outputs) → delivery, with status and transitions beside them;
+    sweeps (a group of jobs) → sheets (their one contact sheet); presets; compare;
     registry, server_policy and usage for what managers and members change and read.
 """
 
@@ -14,12 +15,14 @@ from datetime import UTC, datetime
 from client.fal import FalClient
 from jobs.admission import Admission, Started
 from jobs.at_fal import AtFal
+from jobs.compare import Compare
 from jobs.context import JobConfig, JobContext
 from jobs.delivery import Deliverer
 from jobs.inputs import InputFile, Inputs
 from jobs.metrics import Metrics
 from jobs.outputs import Outputs
 from jobs.policy import Requester
+from jobs.presets import Presets
 from jobs.publisher import Publisher
 from jobs.records import EditJob, EditStorage
 from jobs.registry import Registry
@@ -27,7 +30,9 @@ from jobs.request import EditOptions, InputRef
 from jobs.reruns import Reruns
 from jobs.runner import Runner
 from jobs.server_policy import ServerPolicy
+from jobs.sheets import Sheets
 from jobs.status import StatusBoard
+from jobs.sweeps import Sweeps
 from jobs.transitions import Transitions
 from jobs.usage import UsageViews
 from storage.models import JobState
@@ -66,11 +71,19 @@ class JobService:
         at_fal = AtFal(ctx, self.transitions, self.status, outputs)
         self.runner = Runner(ctx, self.transitions, self.status, at_fal, deliverer)
         self.inputs = Inputs(ctx)
+        self.sheets = Sheets(ctx, self.transitions, outputs, self.inputs)
         self.registry = Registry(storage.loras, config.max_loras_per_server)
         self.policy = ServerPolicy(storage.settings, storage.quotas)
         self.usage = UsageViews(storage, self.policy)
-        self.admission = Admission(ctx, self.inputs, self.registry, self.runner, self.status)
+        self.presets = Presets(storage.presets, storage.loras)
+        self.admission = Admission(
+            ctx, self.inputs, self.registry, self.runner, self.status, self.presets
+        )
         self.reruns = Reruns(ctx, self.admission, self.registry)
+        self.compare = Compare(ctx, self.reruns)
+        self.sweeps = Sweeps(
+            ctx, self.admission, self.inputs, self.registry, self.reruns, self.runner, self.sheets
+        )
 
     # ------------------------------------------------------------------ starting work
 
@@ -112,7 +125,7 @@ class JobService:
     # ------------------------------------------------------------------ the process
 
     async def recover(self) -> int:
-        return await self.runner.recover()
+        return await self.runner.recover() + await self.sheets.recover()
 
     async def probe_storage(self) -> None:
         """A small write, so a health check learns whether the database still takes writes."""
@@ -123,6 +136,8 @@ class JobService:
 
     async def wait_idle(self) -> None:
         await self.runner.wait_idle()
+        await self.sheets.wait_idle()
 
     async def close(self) -> None:
         await self.runner.close()
+        await self.sheets.close()

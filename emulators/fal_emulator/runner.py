@@ -114,7 +114,8 @@ async def _work(emu: FalEmulator, job: Job) -> None:
     _log(job, "Loading LoRA weights")
     emu.job_changed(job)
     run_time = emu.run_time
-    if emu.runner_failure_rate > 0 and emu.rng.random() < emu.runner_failure_rate:
+    chosen = emu.runner_failure_when is not None and emu.runner_failure_when(job.body)
+    if chosen or (emu.runner_failure_rate > 0 and emu.rng.random() < emu.runner_failure_rate):
         await asyncio.sleep(run_time)
         fail(emu, job, emu.runner_failure_type)
         return
