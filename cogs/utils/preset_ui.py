@@ -78,9 +78,7 @@ def preset_card(view: PresetView) -> discord.Embed:
 def presets_embed(views: list[PresetView]) -> discord.Embed:
     embed = discord.Embed(title="Presets", colour=discord.Colour.teal())
     if not views:
-        embed.description = (
-            "This server has no presets yet. Admins add them with `/admin preset add`."
-        )
+        embed.description = "No presets to show here. Admins add them with `/admin preset add`."
         return embed
     embed.description = "Use one with `/edit preset:`; what you set yourself wins."
     shown = views[:EMBED_FIELDS_MAX]
