@@ -249,6 +249,27 @@ async def test_a_failed_cell_is_drawn_failed_and_refunded(world: World) -> None:
     )
 
 
+async def test_a_cell_cancelled_from_jobs_is_drawn_cancelled_and_refunded(world: World) -> None:
+    await world.add_lora("clay", path="owner/clay")
+    world.fal.paused = True
+    await started(world, lora="clay", seed=1234, cells=4)
+    for job_id in range(1, 5):
+        await world.job_in(job_id, "submitted")
+    emu = world.emu
+    listing = await emu.slash(emu.member("alice"), emu.channel("general"), "jobs")
+    await world.reply_text(listing)
+    assert listing.original is not None
+    assert listing.original.custom_ids() == [f"job:{n}:cancel" for n in (4, 3, 2, 1)]
+    ix = await emu.click(emu.member("alice"), listing.original, "job:2:cancel")
+    assert await world.reply_text(ix) == "Edit #2 is cancelled; you were not charged."
+    world.fal.paused = False
+    message = await sheet(world)
+    await world.bot.jobs.wait_idle()
+    assert cell_colours(message, 4, OUTPUT)[1] == FAILED
+    assert "2. clay 0.667 — cancelled (not charged)" in fields(message)["Cells"]
+    assert await world.usage() == (3, 0)
+
+
 async def test_when_every_cell_fails_no_sheet_is_posted_and_nothing_is_charged(
     world: World,
 ) -> None:

@@ -61,12 +61,17 @@ def picture(data: bytes) -> Image.Image:
 
 
 def cell_colours(message: Message, cells: int, output: tuple[int, int]) -> list[tuple[int, ...]]:
-    """The colour at the centre of each cell's image on the sheet, in reading order."""
+    """The colour of each cell's image on the sheet, in reading order, sampled a quarter in
+    from its top left corner (away from the note a failed cell carries in its middle)."""
     _, data, _ = message.files[0]
     image = picture(data)
     size, boxes = sheet_boxes(cells, tile_size(*output))
     assert image.size == size, (image.size, size)
-    return [tuple(image.getpixel(box.image.centre)) for box in boxes]  # type: ignore[arg-type]
+    points = [
+        (box.image.left + box.image.size[0] // 4, box.image.top + box.image.size[1] // 4)
+        for box in boxes
+    ]
+    return [tuple(image.getpixel(point)) for point in points]
 
 
 def labels_match(message: Message, labels: list[str], output: tuple[int, int]) -> list[bool]:
@@ -82,7 +87,10 @@ def labels_match(message: Message, labels: list[str], output: tuple[int, int]) -
     return found
 
 
-def expected(seed: int, loras: list[tuple[str, float]], rgb: tuple[int, int, int] = INPUT_RGB):  # type: ignore[no-untyped-def]
+def expected(
+    seed: int, loras: list[tuple[str, float]], rgb: tuple[int, int, int] = INPUT_RGB
+) -> tuple[int, int, int]:
+    """The colour of an output of (uniform) `rgb` made with `seed` and these (path, scale)."""
     return expected_pixel(rgb, seed, 0, loras)
 
 
