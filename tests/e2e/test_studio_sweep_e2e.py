@@ -15,7 +15,7 @@ from emulators.discord_emulator.messages import Message
 from jobs.compose import FAILED
 from storage.models import JobState
 from tests.harness.e2e import World
-from tests.harness.images import png
+from tests.harness.images import noisy_png, png
 from tests.harness.studio import (
     INPUT_RGB,
     cell_colours,
@@ -325,6 +325,34 @@ async def test_a_restart_while_the_sheet_is_being_posted_posts_it_once(world: Wo
     stored = await world.bot.storage.sweeps.get(1)
     assert stored is not None and stored.sheet_message_id == message.id
     assert stored.finished_at is not None
+
+
+async def test_a_sweep_whose_status_cant_be_posted_runs_nothing_and_charges_nothing(
+    world: World,
+) -> None:
+    await world.add_lora("clay", path="owner/clay")
+    world.emu.fail_next("POST", r"/channels/\d+/messages$", status=403, code=50013)
+    text = await started(world, lora="clay", cells=4)
+    assert text.startswith("I'm not allowed to post results in <#")
+    assert text.endswith("You were not charged.")
+    await world.bot.jobs.wait_idle()
+    assert world.fal.submissions() == []
+    assert await world.usage() == (0, 0)
+    stored = await world.bot.storage.sweeps.get(1)
+    assert stored is not None and stored.finished_at is not None and stored.error
+    for cell in stored.cells:
+        job = await world.bot.storage.jobs.get(cell.job_id)
+        assert job is not None and job.state == JobState.FAILED
+
+
+async def test_the_sheet_fits_the_channels_upload_limit(world: World) -> None:
+    await world.add_lora("clay", path="owner/clay")
+    world.emu.guild.upload_limit = 1024 * 1024
+    await started(world, lora="clay", cells=4, image=noisy_png(1024, 1024))
+    message = await sheet(world)
+    [(name, data, _)] = message.files
+    assert len(data) <= 1024 * 1024 and not name.endswith(".png")
+    assert "re-encoded to fit the upload limit" in message.embeds[0]["footer"]["text"]
 
 
 # ------------------------------------------------------------------------------------ from a result
