@@ -13,11 +13,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils.context import AttachmentInput, flux_bot, requester_from
+from cogs.utils.forms import dispatch_form, send_form
 from cogs.utils.lora_ui import lora_autocomplete
 from cogs.utils.preset_ui import presets_embed
 from cogs.utils.replies import reply
 from cogs.utils.studio import SHEET_TEMPLATE, started_text
-from cogs.utils.sweep_ui import NextInputModal
+from cogs.utils.sweep_ui import CELL_FORM, cell_form, cell_submitted
 from cogs.utils.ui import AnswersErrors
 from jobs.errors import BadRequest
 from jobs.request import LoraPick
@@ -57,7 +58,7 @@ class SheetMenu(
         who = requester_from(interaction)
         if self.action == "next":
             found = await sweeps.check_next_input(who, self.sweep_id, cell)
-            await interaction.response.send_modal(NextInputModal(self.sweep_id, cell, found.label))
+            await send_form(interaction, cell_form(self.sweep_id, cell, found.label))
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         image = await sweeps.cell_file(who, self.sweep_id, cell)
@@ -122,6 +123,10 @@ class Studio(commands.Cog):
         finally:
             file.discard()
         await reply(interaction, started_text(started.sweep, started.recipe))
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        await dispatch_form(interaction, {CELL_FORM: cell_submitted})
 
     @app_commands.command(name="presets", description="This server's presets, for /edit preset:")
     @app_commands.guild_only()

@@ -49,6 +49,12 @@ class Metrics:
             ["type"],
             registry=self.registry,
         )
+        self.fal_ambiguous_submits = Counter(
+            "flux_fal_ambiguous_submits",
+            "Submits whose outcome fal left unclear (retried, adopted by request id, or given up)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.discord_errors = Counter(
             "flux_discord_api_errors",
             "Discord API calls that failed, by HTTP status",

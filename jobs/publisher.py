@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 from jobs.records import EditJob
 from jobs.request import EditRequest
 from jobs.sweep_plan import SweepRecipe
+from jobs.text import Words
 from storage.sweeps import Sweep
 
 Phase = Literal[
@@ -113,3 +114,8 @@ class Publisher(Protocol):
 
     async def post_sheet(self, sweep: Sweep, sheet: SheetDelivery) -> int:
         """Post the contact sheet (nonce derived from the sweep id); returns the message id."""
+
+    async def post_alert(self, guild_id: int, channel_id: int, text: Words) -> None:
+        """Post a message for a server's managers in the channel they chose (budget alerts);
+        it mentions nobody. Raises DeliveryForbidden when the bot can't post there, another
+        DeliveryError when Discord failed."""

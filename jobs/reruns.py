@@ -4,6 +4,7 @@ what follows the server's rerun policy; other servers' results do not exist here
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from jobs.admission import Admission
 from jobs.context import JobContext
@@ -14,6 +15,10 @@ from jobs.registry import Registry
 from jobs.request import EditOptions, InputRef, RecipeLora
 
 log = logging.getLogger(__name__)
+
+
+def _reaction_key(message_id: int, user_id: int) -> str:
+    return f"reaction:{message_id}:{user_id}"
 
 
 class Reruns:
@@ -33,6 +38,27 @@ class Reruns:
         """The job whose result is this message, on this server (for 🔁 reactions)."""
         job = await self._ctx.storage.jobs.by_result_message(message_id)
         return job if job is not None and job.guild_id == guild_id else None
+
+    async def recent_results(self, hours: int) -> list[EditJob]:
+        """Results posted in the last `hours`: where 🔁 reactions may wait unseen after a
+        restart."""
+        since = self._ctx.now() - timedelta(hours=hours)
+        return await self._ctx.storage.jobs.delivered_since(since)
+
+    async def note_reaction(self, message_id: int, user_id: int, *, fresh: bool) -> bool:
+        """Record that this member's 🔁 on this result is being handled. A live reaction is
+        always fresh (Discord only sends an add for a reaction that was not there); one found
+        at start counts only if no process recorded it before. True: handle it."""
+        key = _reaction_key(message_id, user_id)
+        stamp = self._ctx.now().isoformat()
+        if fresh:
+            await self._ctx.storage.settings.set_meta(key, stamp)
+            return True
+        return await self._ctx.storage.settings.claim_meta(key, stamp)
+
+    async def forget_reaction(self, message_id: int, user_id: int) -> None:
+        """The reaction was taken back: a new one later is a new request."""
+        await self._ctx.storage.settings.take_meta(_reaction_key(message_id, user_id))
 
     async def check_rerun(self, who: Requester, job_id: int) -> EditJob:
         """The job to rerun if the server's rerun policy lets `who` rerun it, else NotAllowed."""

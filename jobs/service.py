@@ -2,8 +2,9 @@
 hands each caller the piece it needs; the rules live in the rooms, not here.
 
     admission → runner (at_fal → outputs) → delivery, with status and transitions beside them;
-    sweeps (a group of jobs) → sheets (their one contact sheet); presets; compare;
-    registry, server_policy and usage for what managers and members change and read.
+    registry, server_policy and usage for what managers and members change and read;
+    setup_check, spend and alerts for the first five minutes and the money at a glance;
+    sweeps (a group of jobs) → sheets (their one contact sheet), presets and compare.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from datetime import UTC, datetime
 
 from client.fal import FalClient
 from jobs.admission import Admission, Started
+from jobs.alerts import BudgetAlerts
 from jobs.at_fal import AtFal
 from jobs.compare import Compare
 from jobs.context import JobConfig, JobContext
 from jobs.delivery import Deliverer
+from jobs.forms import FormDrafts
 from jobs.inputs import InputFile, Inputs
 from jobs.metrics import Metrics
 from jobs.outputs import Outputs
@@ -30,7 +33,9 @@ from jobs.request import EditOptions, InputRef
 from jobs.reruns import Reruns
 from jobs.runner import Runner
 from jobs.server_policy import ServerPolicy
+from jobs.setup_check import SetupCheck
 from jobs.sheets import Sheets
+from jobs.spend import SpendViews
 from jobs.status import StatusBoard
 from jobs.sweeps import Sweeps
 from jobs.transitions import Transitions
@@ -84,6 +89,11 @@ class JobService:
         self.sweeps = Sweeps(
             ctx, self.admission, self.inputs, self.registry, self.reruns, self.runner, self.sheets
         )
+        self.forms = FormDrafts(storage.settings)
+        self.setup = SetupCheck(storage)
+        self.spend = SpendViews(storage, now)
+        self.alerts = BudgetAlerts(ctx, self.policy)
+        ctx.notices.listen(self.alerts)
 
     # ------------------------------------------------------------------ starting work
 
@@ -137,7 +147,11 @@ class JobService:
     async def wait_idle(self) -> None:
         await self.runner.wait_idle()
         await self.sheets.wait_idle()
+        await self._ctx.notices.wait_idle()
 
     async def close(self) -> None:
-        await self.runner.close()
-        await self.sheets.close()
+        try:
+            await self.runner.close()
+            await self.sheets.close()
+        finally:
+            await self._ctx.notices.close()

@@ -20,12 +20,11 @@ from jobs.context import JobContext
 from jobs.encode import fit_to_limit
 from jobs.errors import BadRequest, NotFound, Refused
 from jobs.fal_failures import fal_failure_text
-from jobs.inputs import InputFile, Inputs
+from jobs.inputs import InputFile, Inputs, draft_refs
 from jobs.outputs import MAX_RESULT_BYTES
 from jobs.policy import Requester, quota_limits
 from jobs.publisher import DeliveryError, ResultImage
 from jobs.records import EditJob
-from jobs.refusals import describe_refusal
 from jobs.registry import Registry
 from jobs.request import MAX_LORAS, EditOptions, EditRequest, InputRef, LoraPick, RecipeLora
 from jobs.request import SweepCell as CellTag
@@ -43,6 +42,21 @@ from storage.models import EffectiveSettings, NewJob, Refusal
 from storage.sweeps import NewSweep, Sweep, SweepCell
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A sweep's cells, before admission: one request per cell, and the recipe they share."""
+
+    recipe: SweepRecipe
+    requests: list[EditRequest]
+    cell_cost: float
+
+    def with_inputs(self, inputs: list[InputRef]) -> Plan:
+        """The same plan once its inputs are re-hosted (it was checked and priced before)."""
+        requests = [request.model_copy(update={"inputs": inputs}) for request in self.requests]
+        recipe = self.recipe.model_copy(update={"request": requests[0]})
+        return Plan(recipe, requests, self.cell_cost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +108,12 @@ class Sweeps:
         options = EditOptions(
             prompt=prompt, seed=self._ctx.new_seed() if seed is None else seed, count=1
         )
-        inputs = await self._inputs.prepare(files)
-        return await self._admit(who, spec, options, inputs, loras, 0, settings, None)
+        infos = await self._inputs.inspect(files)
+        plan = await self._plan(who, spec, options, draft_refs(infos), loras, 0, settings)
+        # The whole group, priced, against quota and budget before anything is uploaded.
+        await self._check_fits(who, plan, settings)
+        hosted = await self._inputs.rehost(infos)
+        return await self._admit(who, plan.with_inputs(hosted), settings, None)
 
     async def start_from_result(self, who: Requester, job_id: int, spec: SweepSpec) -> StartedSweep:
         """The Sweep button: the result's inputs, seed and other LoRAs; the swept LoRA is the
@@ -126,9 +144,10 @@ class Sweeps:
                     )
                 loras = [*loras, *await self._registry.resolve(who, [(name, None)])]
                 swept = len(loras) - 1
-        return await self._admit(who, spec, options, inputs, loras, swept, settings, parent.id)
+        plan = await self._plan(who, spec, options, inputs, loras, swept, settings)
+        return await self._admit(who, plan, settings, parent.id)
 
-    async def _admit(
+    async def _plan(
         self,
         who: Requester,
         spec: SweepSpec,
@@ -137,9 +156,8 @@ class Sweeps:
         loras: list[RecipeLora],
         swept: int,
         settings: EffectiveSettings,
-        parent_id: int | None,
-    ) -> StartedSweep:
-        ctx = self._ctx
+    ) -> Plan:
+        """Every cell's request, checked like an edit's, and the recipe they share."""
         if spec.mode == "combinations":
             planned = plan_combinations(loras)
         else:
@@ -163,6 +181,27 @@ class Sweeps:
             cost_usd=round(cost * len(requests), 6),
             combined=[lora.name for lora in loras] if spec.mode == "combinations" else [],
         )
+        return Plan(recipe, requests, cost)
+
+    async def _check_fits(self, who: Requester, plan: Plan, settings: EffectiveSettings) -> None:
+        """Refuse now what the group admission would refuse: all its images, all its cost."""
+        limits = quota_limits(settings.guild, who)
+        refusal = await self._ctx.storage.quotas.would_refuse(
+            who.guild_id,
+            who.user_id,
+            images=len(plan.requests),
+            cost_usd=plan.recipe.cost_usd,
+            limits=limits,
+            now=self._ctx.now(),
+        )
+        if refusal is not None:
+            self._admission.refuse(who, refusal, len(plan.requests), limits, what="sweep")
+
+    async def _admit(
+        self, who: Requester, plan: Plan, settings: EffectiveSettings, parent_id: int | None
+    ) -> StartedSweep:
+        ctx = self._ctx
+        recipe, requests, cost = plan.recipe, plan.requests, plan.cell_cost
         now = ctx.now()
         limits = quota_limits(settings.guild, who)
         outcome = await ctx.storage.sweeps.admit(
@@ -194,9 +233,9 @@ class Sweeps:
             now=now,
         )
         if isinstance(outcome, Refusal):
-            ctx.metrics.refusals.labels(reason=outcome.kind).inc()
-            raise Refused(*describe_refusal(outcome, len(requests), limits, what="sweep"))
+            self._admission.refuse(who, outcome, len(requests), limits, what="sweep")
         sweep, jobs = outcome
+        ctx.notices.spend_changed(who.guild_id)
         ctx.metrics.transitions.labels(state="admitted").inc(len(jobs))
         ctx.metrics.in_flight.inc(len(jobs))
         log.info(

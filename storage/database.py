@@ -18,6 +18,7 @@ from .models import Job, RequestT, ResultT
 from .presets import PresetRepository
 from .quotas import QuotaRepository
 from .settings import SettingsRepository
+from .spend import SpendRepository
 from .sweeps import SweepRepository
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Storage(Generic[RequestT, ResultT]):
         self.quotas = QuotaRepository(conn)
         self.settings = SettingsRepository(conn)
         self.inputs = InputRepository(conn)
+        self.spend = SpendRepository(conn)
         self.presets = PresetRepository(conn)
         self.sweeps = SweepRepository(conn, job_model)
 

@@ -325,6 +325,14 @@ class JobRepository(Generic[RequestT, ResultT]):
             (guild_id,),
         )
 
+    async def delivered_since(self, since: datetime) -> builtins.list[Job[RequestT, ResultT]]:
+        """Results posted at or after `since`, oldest first."""
+        return await self._select(
+            "SELECT * FROM jobs WHERE state = 'delivered' AND result_message_id IS NOT NULL"
+            " AND finished_at >= ? ORDER BY id",
+            (to_us(utc(since)),),
+        )
+
     async def by_result_message(self, message_id: int) -> Job[RequestT, ResultT] | None:
         rows = await self._select("SELECT * FROM jobs WHERE result_message_id = ?", (message_id,))
         return rows[0] if rows else None

@@ -159,6 +159,28 @@ class SettingsRepository:
 
         return await self._conn.read(work)
 
+    async def claim_meta(self, key: str, value: str) -> bool:
+        """Write the key only if it is not there yet; True when this call wrote it (a claim
+        that two processes, or two restarts, can't both win)."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, value),
+            )
+            return cursor.rowcount == 1
+
+        return await self._conn.write(work)
+
+    async def take_meta(self, key: str) -> str | None:
+        """Read and delete a value in one step (one-shot records such as form drafts)."""
+
+        def work(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("DELETE FROM meta WHERE key = ? RETURNING value", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._conn.write(work)
+
     async def set_meta(self, key: str, value: str) -> None:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -168,3 +190,16 @@ class SettingsRepository:
             )
 
         await self._conn.write(work)
+
+    async def alert_channels(self) -> dict[int, int]:
+        """Every server that named a budget-alerts channel: server id → channel id."""
+
+        def work(conn: sqlite3.Connection) -> dict[int, int]:
+            rows = conn.execute(
+                """SELECT guild_id, json_extract(settings, '$.alerts_channel_id') AS channel
+                     FROM guild_settings
+                    WHERE json_extract(settings, '$.alerts_channel_id') IS NOT NULL"""
+            ).fetchall()
+            return {int(row["guild_id"]): int(row["channel"]) for row in rows}
+
+        return await self._conn.read(work)

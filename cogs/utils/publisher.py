@@ -1,4 +1,5 @@
-"""The domain's Publisher, on Discord: status messages, result messages, private notes."""
+"""The domain's Publisher, on Discord: status messages, result messages, private notes, and
+alerts for a server's managers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import discord
 from discord.ext import commands
 
 from cogs.utils.buttons import result_view, status_view
-from cogs.utils.render import RERUN_EMOJI, recipe_embed, status_text
+from cogs.utils.render import MESSAGE_MAX, RERUN_EMOJI, markup, recipe_embed, status_text
 from cogs.utils.studio import (
     sheet_embed,
     sheet_nonce,
@@ -32,6 +33,7 @@ from jobs.publisher import (
     SweepStatus,
 )
 from jobs.records import EditJob
+from jobs.text import Words
 from storage.sweeps import Sweep
 
 log = logging.getLogger(__name__)
@@ -220,3 +222,18 @@ class DiscordPublisher:
         except discord.HTTPException as error:
             raise _translate(error, sweep.channel_id, self.metrics) from error
         return message.id
+
+    async def post_alert(self, guild_id: int, channel_id: int, text: Words) -> None:
+        channel = self.bot.get_partial_messageable(channel_id, guild_id=guild_id)
+        try:
+            await channel.send(
+                markup(text)[:MESSAGE_MAX], allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.Forbidden as error:
+            raise DeliveryForbidden(f"I may not post in <#{channel_id}>.") from error
+        except discord.NotFound as error:
+            raise DeliveryForbidden(f"The channel <#{channel_id}> is gone.") from error
+        except discord.HTTPException as error:
+            if self.metrics is not None:
+                self.metrics.discord_errors.labels(status=str(error.status)).inc()
+            raise DeliveryError("Discord didn't accept the alert.") from error

@@ -1,10 +1,12 @@
-"""The forms and answers of sweeps and comparisons: the Sweep modal on a result, the "next
-input" modal of a sheet's menu, posting a comparison."""
+"""The forms and answers of sweeps and comparisons: the Sweep form on a result, the "next
+input" form of a sheet's menu (both handled by their custom id, so they survive a restart),
+posting a comparison."""
 
 from __future__ import annotations
 
 import io
 import logging
+import re
 
 import discord
 
@@ -12,7 +14,6 @@ from cogs.utils.context import flux_bot, requester_from
 from cogs.utils.render import follow_link, shown
 from cogs.utils.replies import reply
 from cogs.utils.studio import CELLS_LABEL, started_text, sweep_defaults
-from cogs.utils.ui import Modal
 from jobs.compare import Comparison
 from jobs.errors import BadRequest
 from jobs.request import EditRequest
@@ -41,78 +42,82 @@ def _whole(name: str, text: str) -> int | None:
         raise BadRequest(f"{name} must be a whole number; you gave `{shown(text)}`.") from None
 
 
-class SweepModal(Modal):
-    """The Sweep button: what to sweep, prefilled from the result."""
-
-    def __init__(self, job_id: int, request: EditRequest) -> None:
-        super().__init__(title=f"Sweep edit #{job_id}"[:45], timeout=900)
-        self.job_id = job_id
-        defaults = sweep_defaults(request)
-        self.lora: discord.ui.TextInput[SweepModal] = discord.ui.TextInput(
-            label="LoRA to sweep (scale mode)",
-            default=defaults["lora"],
-            required=False,
-            max_length=100,
-        )
-        self.start: discord.ui.TextInput[SweepModal] = discord.ui.TextInput(
-            label="From scale (0–4)", default=defaults["from"], required=False, max_length=24
-        )
-        self.upto: discord.ui.TextInput[SweepModal] = discord.ui.TextInput(
-            label="To scale (0–4)", default=defaults["to"], required=False, max_length=24
-        )
-        self.cells: discord.ui.TextInput[SweepModal] = discord.ui.TextInput(
-            label=CELLS_LABEL, default=defaults["cells"], required=False, max_length=4
-        )
-        self.mode: discord.ui.TextInput[SweepModal] = discord.ui.TextInput(
-            label="Mode: scale, or combinations of its LoRAs",
-            default=defaults["mode"],
-            required=False,
-            max_length=20,
-        )
-        for field in (self.lora, self.start, self.upto, self.cells, self.mode):
-            self.add_item(field)
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        spec = SweepSpec(
-            mode=parse_mode(self.mode.value),
-            lora=self.lora.value.strip() or None,
-            start=_number("From", self.start.value),
-            stop=_number("To", self.upto.value),
-            cells=_whole("Cells", self.cells.value),
-        )
-        started = await flux_bot(interaction).jobs.sweeps.start_from_result(
-            requester_from(interaction), self.job_id, spec
-        )
-        await reply(interaction, started_text(started.sweep, started.recipe))
+SWEEP_FORM = re.compile(r"form:sweep:(?P<job>\d+)")
+CELL_FORM = re.compile(r"form:cell:(?P<sweep>\d+):(?P<cell>\d+)")
 
 
-class NextInputModal(Modal):
+def sweep_form(job_id: int, request: EditRequest) -> discord.ui.Modal:
+    """The Sweep button's form: what to sweep, prefilled from the result. Its submit is
+    handled by its custom id (`sweep_submitted`), so it survives a restart."""
+    defaults = sweep_defaults(request)
+    form = discord.ui.Modal(title=f"Sweep edit #{job_id}"[:45], custom_id=f"form:sweep:{job_id}")
+    for custom_id, label, length in (
+        ("lora", "LoRA to sweep (scale mode)", 100),
+        ("from", "From scale (0–4)", 24),
+        ("to", "To scale (0–4)", 24),
+        ("cells", CELLS_LABEL, 4),
+        ("mode", "Mode: scale, or combinations of its LoRAs", 20),
+    ):
+        form.add_item(
+            discord.ui.TextInput(
+                label=label,
+                custom_id=custom_id,
+                default=defaults[custom_id],
+                required=False,
+                max_length=length,
+            )
+        )
+    return form
+
+
+async def sweep_submitted(
+    interaction: discord.Interaction, match: re.Match[str], values: dict[str, str]
+) -> None:
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    spec = SweepSpec(
+        mode=parse_mode(values.get("mode")),
+        lora=values.get("lora", "").strip() or None,
+        start=_number("From", values.get("from", "")),
+        stop=_number("To", values.get("to", "")),
+        cells=_whole("Cells", values.get("cells", "")),
+    )
+    started = await flux_bot(interaction).jobs.sweeps.start_from_result(
+        requester_from(interaction), int(match["job"]), spec
+    )
+    await reply(interaction, started_text(started.sweep, started.recipe))
+
+
+def cell_form(sweep_id: int, cell: int, label: str) -> discord.ui.Modal:
     """A sheet's "next input" menu: the prompt for an edit of the picked cell's image."""
-
-    def __init__(self, sweep_id: int, cell: int, label: str) -> None:
-        super().__init__(title=f"Sweep #{sweep_id}, cell {cell + 1} as input"[:45], timeout=900)
-        self.sweep_id = sweep_id
-        self.cell = cell
-        self.prompt: discord.ui.TextInput[NextInputModal] = discord.ui.TextInput(
+    form = discord.ui.Modal(
+        title=f"Sweep #{sweep_id}, cell {cell + 1} as input"[:45],
+        custom_id=f"form:cell:{sweep_id}:{cell}",
+    )
+    form.add_item(
+        discord.ui.TextInput(
             label=f"Prompt for the next edit ({label})"[:45],
+            custom_id="prompt",
             style=discord.TextStyle.paragraph,
             max_length=2000,
         )
-        self.add_item(self.prompt)
+    )
+    return form
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        bot = flux_bot(interaction)
-        job = await bot.jobs.sweeps.next_input(
-            requester_from(interaction), self.sweep_id, self.cell, self.prompt.value
-        )
-        bot.parts.publisher.remember(job.id, interaction)
-        await reply(
-            interaction,
-            f"Started edit #{job.id} from cell {self.cell + 1} of sweep #{self.sweep_id}."
-            f"{follow_link(job)}",
-        )
+
+async def cell_submitted(
+    interaction: discord.Interaction, match: re.Match[str], values: dict[str, str]
+) -> None:
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    bot = flux_bot(interaction)
+    sweep_id, cell = int(match["sweep"]), int(match["cell"])
+    job = await bot.jobs.sweeps.next_input(
+        requester_from(interaction), sweep_id, cell, values.get("prompt", "")
+    )
+    bot.parts.publisher.remember(job.id, interaction)
+    await reply(
+        interaction,
+        f"Started edit #{job.id} from cell {cell + 1} of sweep #{sweep_id}.{follow_link(job)}",
+    )
 
 
 def comparison_files(comparison: Comparison) -> list[discord.File]:

@@ -311,12 +311,24 @@ class DiscordEmulator(MemberActions):
         return (guild or self.guild).role(name)
 
     def add_guild(
-        self, name: str = "Second Server", *, members: tuple[str, ...] | None = None
+        self,
+        name: str = "Second Server",
+        *,
+        members: tuple[str, ...] | None = None,
+        system_channel: str | None = None,
+        join: bool = True,
     ) -> Guild:
-        """A second server laid out like the first, for isolation tests (joins live sessions)."""
-        guild = self.world.add_guild(name, members=members)
-        self.hub.guild_create(guild)
+        """A second server laid out like the first, for isolation tests. The bot joins it at once
+        (a GUILD_CREATE without `unavailable`, which discord.py reports as `on_guild_join`);
+        with `join=False` the test may change the guild first and then call `join_guild`."""
+        guild = self.world.add_guild(name, members=members, system_channel=system_channel)
+        if join:
+            self.join_guild(guild)
         return guild
+
+    def join_guild(self, guild: Guild) -> None:
+        """The bot was just added to `guild`: live sessions get its GUILD_CREATE."""
+        self.hub.guild_create(guild)
 
     def add_member(
         self, guild: Guild, username: str, roles: list[Role] | tuple[Role, ...] = ()

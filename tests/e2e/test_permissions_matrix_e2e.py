@@ -68,11 +68,13 @@ SUBCOMMANDS: list[Sub] = [
         ": deny.",
     ),
     Sub("settings caps", lambda e, k: {"max_images": 3}, "Caps: 3 images per job"),
+    Sub("settings alerts", lambda e, k: {"channel": e.channel("general")}, "Budget alerts go to"),
     Sub(
         "settings managers",
         lambda e, k: {"action": "remove", "role": e.role("Spare")},
         "can no longer use `/admin`",
     ),
+    Sub("setup", lambda e, k: {}, "**Setup check**"),
     Sub("usage", lambda e, k: {}, "No edits this month."),
     Sub("jobs", lambda e, k: {}, "No edits are running."),
 ]
@@ -179,7 +181,7 @@ async def test_admin_matrix(world: World, kind: str) -> None:
         expected["settings managers"] = "owners only"
     assert outcomes == expected
     assert set(outcomes) == admin_subcommands(emu)  # every /admin subcommand
-    assert len(outcomes) == 23
+    assert len(outcomes) == 25
     # One more round trip, then count: a refusal is the only message its member read.
     await world.reply_text(await emu.slash(member, emu.channel("general"), "quota"))
     for command, ix in refusals:

@@ -1,3 +1,0 @@
--- Placeholder: number 3 belongs to a migration of another branch (PostgreSQL work) that is not
--- merged here yet. Migrations are numbered 1..N without gaps, so this empty step keeps the
--- studio migration (0004) loadable meanwhile. When that branch's 0003 arrives, delete this file.
