@@ -30,6 +30,7 @@ from tests.harness.studio import (
 OUTPUT = (688, 512)  # a 640×480 input matched at about 1 MP
 SCALES = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
 CELL_COST = estimate_cost_usd(1, *OUTPUT, 1)
+CELLS = "Cells (4–8; each is one image of your quota)"
 
 
 def fields(message: Message) -> dict[str, str]:
@@ -393,6 +394,26 @@ async def test_the_sweep_button_reuses_the_results_inputs_seed_and_other_loras(
     assert world.emu.member("bob").mention in message.content
     await world.bot.jobs.wait_idle()
     assert await world.usage("bob") == (4, 0) and await world.usage("alice") == (1, 0)
+
+
+async def test_the_sweep_and_next_input_forms_survive_a_restart(world: World) -> None:
+    await world.add_lora("clay", path="owner/clay")
+    result = await delivered_edit(world, lora="clay", seed=5)
+    opened = await world.emu.click(world.emu.member("alice"), result, "job:1:sweep")
+    await opened.response()
+    await world.restart()  # the member is still typing
+    text = await submit_modal(world, "alice", opened, {CELLS: "4"})
+    assert text.startswith("Sweep #1 is on its way: 4 images")
+    message = await sheet(world)
+    await world.bot.jobs.wait_idle()
+
+    picked = await world.emu.click(world.emu.member("alice"), message, "sweep:1:next", values=["1"])
+    await picked.response()
+    await world.restart()
+    text = await submit_modal(
+        world, "alice", picked, {"Prompt for the next edit (clay 0.667)": "x"}
+    )
+    assert text.startswith("Started edit #6 from cell 2 of sweep #1.")
 
 
 async def test_the_sweep_button_combines_the_results_loras(world: World) -> None:
