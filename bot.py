@@ -59,6 +59,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.loras",
     "cogs.admin",
     "cogs.members",
+    "cogs.studio",
     "cogs.health",
     "cogs.help",
 )

@@ -17,6 +17,13 @@ from cogs.utils.charts import render_spend_chart
 from cogs.utils.context import requester_from
 from cogs.utils.lora_ui import ConfirmRemove, admin_lora_autocomplete, lora_card
 from cogs.utils.onboarding import checklist_text, granted_from, granted_in
+from cogs.utils.preset_ui import (
+    ACCELERATION_OPTIONS,
+    FORMAT_OPTIONS,
+    SIZE_OPTIONS,
+    admin_preset_autocomplete,
+    preset_card,
+)
 from cogs.utils.render import MESSAGE_MAX, timestamp
 from cogs.utils.replies import reply
 from jobs.runner import cancellable
@@ -44,6 +51,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     quota = app_commands.Group(name="quota", description="Members' image quotas")
     budget = app_commands.Group(name="budget", description="The server's monthly spend cap")
     settings = app_commands.Group(name="settings", description="Server policy for edits")
+    preset = app_commands.Group(
+        name="preset", description="Presets: LoRAs, a prompt template and settings under a name"
+    )
 
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
@@ -162,6 +172,129 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             view=view,
         )
         view.interaction = interaction
+
+    # ------------------------------------------------------------------ presets
+
+    @preset.command(name="add", description="Bundle up to three LoRAs, a template and settings")
+    @app_commands.describe(
+        name="1–32 letters, digits, - or _; unique on this server",
+        lora="A LoRA of the preset",
+        scale="Its strength, 0–4 (default: the LoRA's own)",
+        lora2="A second LoRA",
+        scale2="Its strength, 0–4",
+        lora3="A third LoRA",
+        scale3="Its strength, 0–4",
+        template="The prompt, with {prompt} where the member's words go",
+        guidance="Guidance, 0–20",
+        steps="Steps, 4–50",
+        size="Output size",
+        acceleration="Acceleration",
+        format="Output format",
+        description="What the preset is for, shown to members",
+    )
+    @app_commands.choices(size=SIZE_OPTIONS, acceleration=ACCELERATION_OPTIONS)
+    @app_commands.choices(format=FORMAT_OPTIONS)
+    @app_commands.autocomplete(lora=admin_lora_autocomplete, lora2=admin_lora_autocomplete)
+    @app_commands.autocomplete(lora3=admin_lora_autocomplete)
+    async def preset_add(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, 100],
+        lora: str | None = None,
+        scale: app_commands.Range[float, 0.0, 4.0] | None = None,
+        lora2: str | None = None,
+        scale2: app_commands.Range[float, 0.0, 4.0] | None = None,
+        lora3: str | None = None,
+        scale3: app_commands.Range[float, 0.0, 4.0] | None = None,
+        template: app_commands.Range[str, 1, 1000] | None = None,
+        guidance: app_commands.Range[float, 0.0, 20.0] | None = None,
+        steps: app_commands.Range[int, 4, 50] | None = None,
+        size: str | None = None,
+        acceleration: str | None = None,
+        format: str | None = None,
+        description: app_commands.Range[str, 1, 300] | None = None,
+    ) -> None:
+        view = await self.bot.jobs.presets.add(
+            requester_from(interaction),
+            name,
+            [(lora, scale), (lora2, scale2), (lora3, scale3)],
+            template=template,
+            guidance=guidance,
+            steps=steps,
+            size=size,
+            acceleration=acceleration,
+            output_format=format,
+            description=description,
+        )
+        text = f"Added the preset `{view.name}`. Members use it with `/edit preset:{view.name}`."
+        await reply(interaction, text, embed=preset_card(view))
+
+    @preset.command(name="edit", description="Change a preset; only the options you give change")
+    @app_commands.describe(
+        name="The preset to change",
+        new_name="Rename it",
+        lora="Replace the first LoRA ('-' removes it)",
+        scale="The first LoRA's strength, 0–4",
+        lora2="Replace the second LoRA ('-' removes it)",
+        scale2="The second LoRA's strength, 0–4",
+        lora3="Replace the third LoRA ('-' removes it)",
+        scale3="The third LoRA's strength, 0–4",
+        template="New template with {prompt} ('-' clears)",
+        guidance="Guidance, 0–20",
+        steps="Steps, 4–50",
+        size="Output size",
+        acceleration="Acceleration",
+        format="Output format",
+        description="New description ('-' clears)",
+        clear="Settings to unset, comma-separated: guidance, steps, size, acceleration, format",
+    )
+    @app_commands.choices(size=SIZE_OPTIONS, acceleration=ACCELERATION_OPTIONS)
+    @app_commands.choices(format=FORMAT_OPTIONS)
+    @app_commands.autocomplete(name=admin_preset_autocomplete, lora=admin_lora_autocomplete)
+    @app_commands.autocomplete(lora2=admin_lora_autocomplete, lora3=admin_lora_autocomplete)
+    async def preset_edit(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, 100],
+        new_name: app_commands.Range[str, 1, 100] | None = None,
+        lora: str | None = None,
+        scale: app_commands.Range[float, 0.0, 4.0] | None = None,
+        lora2: str | None = None,
+        scale2: app_commands.Range[float, 0.0, 4.0] | None = None,
+        lora3: str | None = None,
+        scale3: app_commands.Range[float, 0.0, 4.0] | None = None,
+        template: app_commands.Range[str, 1, 1000] | None = None,
+        guidance: app_commands.Range[float, 0.0, 20.0] | None = None,
+        steps: app_commands.Range[int, 4, 50] | None = None,
+        size: str | None = None,
+        acceleration: str | None = None,
+        format: str | None = None,
+        description: app_commands.Range[str, 1, 300] | None = None,
+        clear: app_commands.Range[str, 1, 200] | None = None,
+    ) -> None:
+        view = await self.bot.jobs.presets.edit(
+            requester_from(interaction),
+            name,
+            [(lora, scale), (lora2, scale2), (lora3, scale3)],
+            new_name=new_name,
+            clear=clear,
+            template=template,
+            guidance=guidance,
+            steps=steps,
+            size=size,
+            acceleration=acceleration,
+            output_format=format,
+            description=description,
+        )
+        await reply(interaction, f"Updated the preset `{view.name}`.", embed=preset_card(view))
+
+    @preset.command(name="remove", description="Delete a preset (past results keep their recipe)")
+    @app_commands.autocomplete(name=admin_preset_autocomplete)
+    async def preset_remove(
+        self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100]
+    ) -> None:
+        removed = await self.bot.jobs.presets.remove(requester_from(interaction), name)
+        await reply(interaction, f"Removed the preset `{removed}`.")
 
     # ------------------------------------------------------------------ quotas
 

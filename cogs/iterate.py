@@ -25,6 +25,7 @@ from cogs.utils.edits import start_edit
 from cogs.utils.forms import FormHandler, dispatch_form, send_form
 from cogs.utils.render import RERUN_EMOJI, follow_link, markup, shown
 from cogs.utils.replies import reply
+from cogs.utils.sweep_ui import SWEEP_FORM, post_comparison, sweep_form, sweep_submitted
 from cogs.utils.ui import AnswersErrors
 from jobs.errors import BadRequest, MemberError
 from jobs.forms import DraftImage, EditDraft
@@ -190,13 +191,14 @@ FORMS: dict[re.Pattern[str], FormHandler] = {
     re.compile(r"form:tweak:(?P<job>\d+)"): tweak_submitted,
     re.compile(r"form:reuse:(?P<job>\d+):(?P<message>\d+)"): reuse_submitted,
     re.compile(r"form:edit:(?P<draft>\d+)"): context_edit_submitted,
+    SWEEP_FORM: sweep_submitted,
 }
 
 
 class ResultButton(
     AnswersErrors, discord.ui.DynamicItem[discord.ui.Button[Any]], template=RESULT_TEMPLATE
 ):
-    """Rerun, Tweak, Use as input and Delete under every result."""
+    """Rerun, Tweak, Use as input, Sweep, Compare and Delete under every result."""
 
     def __init__(self, job_id: int, action: str) -> None:
         super().__init__(discord.ui.Button(custom_id=f"job:{job_id}:{action}"))
@@ -214,6 +216,8 @@ class ResultButton(
             "rerun": self._rerun,
             "tweak": self._tweak,
             "reuse": self._reuse,
+            "sweep": self._sweep,
+            "compare": self._compare,
             "delete": self._delete,
         }[self.action]
         await handler(interaction)
@@ -241,6 +245,27 @@ class ResultButton(
         await reruns.check_before_form(requester_from(interaction), self.job_id)
         assert message is not None  # it had images
         await send_form(interaction, reuse_form(self.job_id, message.id))
+
+    async def _sweep(self, interaction: discord.Interaction) -> None:
+        reruns = flux_bot(interaction).jobs.reruns
+        job = await reruns.check_before_form(requester_from(interaction), self.job_id)
+        await send_form(interaction, sweep_form(self.job_id, job.request))
+
+    async def _compare(self, interaction: discord.Interaction) -> None:
+        message = interaction.message
+        images = [a for a in (message.attachments if message else []) if _is_image(a)]
+        if not images:
+            raise BadRequest("That result has no image left to compare.")
+        compare = flux_bot(interaction).jobs.compare
+        who = requester_from(interaction)
+        await compare.check(who, self.job_id)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            data = await images[0].read()
+        except discord.HTTPException:
+            raise BadRequest("I couldn't download that result's image from Discord.") from None
+        comparison = await compare.compare(who, self.job_id, data, spoiler=images[0].is_spoiler())
+        await post_comparison(interaction, comparison, message)
 
     async def _delete(self, interaction: discord.Interaction) -> None:
         reruns = flux_bot(interaction).jobs.reruns

@@ -14,6 +14,7 @@ from jobs.context import JobContext
 from jobs.errors import Refused
 from jobs.inputs import InputFile, Inputs, draft_refs
 from jobs.policy import Requester, check_channel, quota_limits, safety_checker_on
+from jobs.presets import Presets
 from jobs.publisher import DeliveryError
 from jobs.records import EditJob
 from jobs.refusals import describe_refusal, next_month
@@ -46,12 +47,14 @@ class Admission:
         registry: Registry,
         runner: Runner,
         status: StatusBoard,
+        presets: Presets | None = None,
     ) -> None:
         self._ctx = ctx
         self._inputs = inputs
         self._registry = registry
         self._runner = runner
         self._status = status
+        self._presets = presets
 
     async def start_edit(
         self,
@@ -63,13 +66,10 @@ class Admission:
     ) -> Started:
         """/edit and the message menu: cheap checks first, so nothing is downloaded or
         uploaded for a request that fails them; then inputs, recipe, admission."""
-        if who.bot_missing:
-            raise Refused(
-                "I can't post results in this channel: I need "
-                + ", ".join(who.bot_missing)
-                + " here. Ask an admin, or use another channel."
-            )
+        self.check_postable(who)
         settings = await self.check_allowed(who)
+        if options.preset and self._presets is not None:
+            options = await self._presets.fill(who, options, max_steps=settings.max_steps)
         loras = await self._registry.resolve(who, [(p.name, p.scale) for p in options.loras])
         infos = await self._inputs.inspect(files)
         draft = await self.build(who, options, draft_refs(infos), loras=loras, settings=settings)
@@ -78,6 +78,16 @@ class Admission:
         request = draft.model_copy(update={"inputs": await self._inputs.rehost(infos)})
         job = await self.admit(who, request, parent_job_id=parent_job_id, settings=settings)
         return Started(job=job, request=request)
+
+    @staticmethod
+    def check_postable(who: Requester) -> None:
+        """The bot can post results where the member asks, or nothing is started."""
+        if who.bot_missing:
+            raise Refused(
+                "I can't post results in this channel: I need "
+                + ", ".join(who.bot_missing)
+                + " here. Ask an admin, or use another channel."
+            )
 
     async def check_fits(
         self, who: Requester, request: EditRequest, settings: EffectiveSettings
@@ -107,14 +117,23 @@ class Admission:
         return settings
 
     def _refuse(
-        self, who: Requester, refusal: Refusal, images: int, limits: QuotaLimits
+        self,
+        who: Requester,
+        refusal: Refusal,
+        images: int,
+        limits: QuotaLimits,
+        *,
+        what: str = "edit",
     ) -> NoReturn:
-        """Count the refusal, tell budget alerts when the budget was the reason, and raise."""
+        """Count the refusal, tell budget alerts when the budget was the reason, and raise.
+        `what` names the request in the member's words: "edit", or "sweep" for a group."""
         self._ctx.metrics.refusals.labels(reason=refusal.kind).inc()
         # A request dearer than the whole budget says nothing about what is left of it.
         if refusal.kind == "budget" and refusal.next_free_at is not None:
             self._ctx.notices.spend_changed(who.guild_id, refused=refusal.requested > 0)
-        raise Refused(*describe_refusal(refusal, images, limits))
+        raise Refused(*describe_refusal(refusal, images, limits, what=what))
+
+    refuse = _refuse  # for a group admitted elsewhere (jobs/sweeps.py)
 
     async def _precheck(self, who: Requester, limits: QuotaLimits) -> Refusal | None:
         """A non-binding look at the limits; admit() checks again atomically. Same order as

@@ -97,6 +97,31 @@ class Reruns:
     ) -> EditJob:
         """A new job from a result's recipe: new seed unless given; the rerunner is charged."""
         parent = await self.check_rerun(who, job_id)
+        options, inputs, resolved = await self.recipe_of(
+            who,
+            parent,
+            seed=self._ctx.new_seed() if seed is None else seed,
+            prompt=prompt,
+            scales=scales,
+            first_input=first_input,
+        )
+        request = await self._admission.build(who, options, inputs, loras=resolved)
+        job = await self._admission.admit(who, request, parent_job_id=parent.id)
+        log.info("job %s reruns job %s for user %s", job.id, parent.id, who.user_id)
+        return job
+
+    async def recipe_of(
+        self,
+        who: Requester,
+        parent: EditJob,
+        *,
+        seed: int,
+        prompt: str | None = None,
+        scales: dict[str, float] | None = None,
+        first_input: InputRef | None = None,
+    ) -> tuple[EditOptions, list[InputRef], list[RecipeLora]]:
+        """A result's recipe as options, inputs and LoRAs resolved again (by id: a renamed LoRA
+        is still the recipe's; a removed, disabled or NSFW one is refused as in /edit)."""
         old = parent.request
         loras: list[RecipeLora] = []
         for lora in old.loras:
@@ -109,7 +134,7 @@ class Reruns:
             inputs = [first_input, *inputs[1:]]
         options = EditOptions(
             prompt=old.prompt if prompt is None else prompt,
-            seed=self._ctx.new_seed() if seed is None else seed,
+            seed=seed,
             guidance=old.guidance,
             steps=old.steps,
             size=old.size if old.size != "custom" else None,
@@ -120,7 +145,4 @@ class Reruns:
             expand_prompt=old.expand_prompt,
             output_format=old.output_format,
         )
-        request = await self._admission.build(who, options, inputs, loras=resolved)
-        job = await self._admission.admit(who, request, parent_job_id=parent.id)
-        log.info("job %s reruns job %s for user %s", job.id, parent.id, who.user_id)
-        return job
+        return options, inputs, resolved

@@ -118,6 +118,53 @@ def _stored_equals(row: sqlite3.Row, column: str, value: Any) -> bool:
     return bool(stored == _plain(value))
 
 
+def insert(conn: sqlite3.Connection, new: NewJob[Any], *, now: datetime) -> sqlite3.Row:
+    """Write an admitted job and its quota reservation. Runs inside the write transaction of
+    an admission that has checked the limits (here, or for a group in sweeps.py)."""
+    cost = to_micro_usd(new.cost_usd)
+    params = {
+        "guild_id": new.guild_id,
+        "channel_id": new.channel_id,
+        "user_id": new.user_id,
+        "request": _dumps(new.request),
+        "fal_input": _dumps(new.fal_input),
+        "images": new.images,
+        "cost": cost,
+        "parent": new.parent_job_id,
+        "request_message_id": new.request_message_id,
+        "seed": new.seed,
+        "lora_ids": _dumps(new.lora_ids),
+        "deadline_at": to_us(new.deadline_at),
+        "now": to_us(now),
+    }
+    try:
+        row: sqlite3.Row = conn.execute(
+            """INSERT INTO jobs (guild_id, channel_id, user_id, state, request, fal_input,
+                                 images, cost_micro_usd, parent_job_id,
+                                 request_message_id, seed, lora_ids, deadline_at,
+                                 created_at, updated_at)
+               VALUES (:guild_id, :channel_id, :user_id, 'admitted', :request, :fal_input,
+                       :images, :cost, :parent, :request_message_id, :seed, :lora_ids,
+                       :deadline_at, :now, :now)
+               RETURNING *""",
+            params,
+        ).fetchone()
+    except sqlite3.IntegrityError as error:
+        if new.parent_job_id is not None and "FOREIGN KEY" in str(error):
+            raise JobNotFound(new.parent_job_id) from error
+        raise
+    quotas.reserve(
+        conn,
+        guild_id=new.guild_id,
+        user_id=new.user_id,
+        job_id=row["id"],
+        images=new.images,
+        cost_micro_usd=cost,
+        now=now,
+    )
+    return row
+
+
 class JobRepository(Generic[RequestT, ResultT]):
     """Jobs come back as `model`: the plain `Job` keeps payloads as JSON dicts; the bot passes
     `Job[ItsRequest, ItsResult]` so every job it reads is typed."""
@@ -133,22 +180,6 @@ class JobRepository(Generic[RequestT, ResultT]):
         and, if all fit, write the job (admitted) and its reservation: one transaction, so
         concurrent admissions, from any number of tasks or processes, never exceed a limit."""
         moment = utc(now)
-        cost = to_micro_usd(new.cost_usd)
-        params = {
-            "guild_id": new.guild_id,
-            "channel_id": new.channel_id,
-            "user_id": new.user_id,
-            "request": _dumps(new.request),
-            "fal_input": _dumps(new.fal_input),
-            "images": new.images,
-            "cost": cost,
-            "parent": new.parent_job_id,
-            "request_message_id": new.request_message_id,
-            "seed": new.seed,
-            "lora_ids": _dumps(new.lora_ids),
-            "deadline_at": to_us(new.deadline_at),
-            "now": to_us(moment),
-        }
 
         def work(conn: sqlite3.Connection) -> sqlite3.Row | Refusal:
             refusal = quotas.check_admission(
@@ -156,38 +187,13 @@ class JobRepository(Generic[RequestT, ResultT]):
                 guild_id=new.guild_id,
                 user_id=new.user_id,
                 images=new.images,
-                cost_micro_usd=cost,
+                cost_micro_usd=to_micro_usd(new.cost_usd),
                 limits=limits,
                 now=moment,
             )
             if refusal is not None:
                 return refusal
-            try:
-                row: sqlite3.Row = conn.execute(
-                    """INSERT INTO jobs (guild_id, channel_id, user_id, state, request, fal_input,
-                                         images, cost_micro_usd, parent_job_id,
-                                         request_message_id, seed, lora_ids, deadline_at,
-                                         created_at, updated_at)
-                       VALUES (:guild_id, :channel_id, :user_id, 'admitted', :request, :fal_input,
-                               :images, :cost, :parent, :request_message_id, :seed, :lora_ids,
-                               :deadline_at, :now, :now)
-                       RETURNING *""",
-                    params,
-                ).fetchone()
-            except sqlite3.IntegrityError as error:
-                if new.parent_job_id is not None and "FOREIGN KEY" in str(error):
-                    raise JobNotFound(new.parent_job_id) from error
-                raise
-            quotas.reserve(
-                conn,
-                guild_id=new.guild_id,
-                user_id=new.user_id,
-                job_id=row["id"],
-                images=new.images,
-                cost_micro_usd=cost,
-                now=moment,
-            )
-            return row
+            return insert(conn, new, now=moment)
 
         outcome = await self._conn.write(work)
         if isinstance(outcome, Refusal):

@@ -21,6 +21,8 @@ EXAMPLES: dict[str, str] = {
     "loras": "`/loras` to browse, or `/loras name:claymation` for one LoRA's card",
     "quota": '`/quota` → "You\'ve used 3 of 10 images in the last 24 h; 7 left."',
     "jobs": "`/jobs` → your last edits with links to the results, and Cancel on running ones",
+    "sweep": "`/sweep image:photo.png prompt:make it clay lora:claymation`",
+    "presets": "`/presets`, then `/edit … preset:portrait`",
 }
 MENU_EXAMPLE = "Right-click (or long-press) a message with pictures → Apps → Edit with FLUX.2 LoRA…"
 
@@ -28,6 +30,7 @@ MENU_EXAMPLE = "Right-click (or long-press) a message with pictures → Apps →
 ADMIN_LINES: tuple[str, ...] = (
     "`/admin setup`: what is configured and what is missing, each with its fix",
     "`/admin lora add name:claymation path:owner/claymation`: register a LoRA",
+    "`/admin preset add name:portrait lora:claymation`: a bundle for `/edit preset:`",
     "`/admin quota default images:10 window_hours:24`: images per member",
     "`/admin budget set usd:50`: the server's monthly cap on fal spend",
     "`/admin settings alerts channel:#mods`: a message at 50 %, 80 % and 100 % of the budget",

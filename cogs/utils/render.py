@@ -120,6 +120,8 @@ def recipe_embed(job: EditJob, delivery: Delivery, guild_id: int) -> discord.Emb
         colour=discord.Colour.blurple(),
     )
     embed.add_field(name="LoRAs", value=lora_lines(request), inline=False)
+    if request.preset:
+        embed.add_field(name="Preset", value=f"`{request.preset}`", inline=False)
     embed.add_field(name="Seed", value=str(delivery.seed))
     embed.add_field(name="Guidance", value=f"{request.guidance:g}")
     embed.add_field(name="Steps", value=str(request.steps))

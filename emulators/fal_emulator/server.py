@@ -144,6 +144,8 @@ class FalEmulator:
         # -- knobs: runner failures, decided when a runner picks the request up --
         self.runner_failure_rate = 0.0
         self.runner_failure_type = "runner_disconnected"
+        # fail exactly the requests whose body this picks (say, one LoRA scale of several)
+        self.runner_failure_when: Callable[[Any], bool] | None = None
         # -- knobs: SSE --
         self.sse_enabled = True
         self.sse_drop_after: int | None = None  # drop the stream after this many events

@@ -11,7 +11,7 @@ from emulators.discord_emulator import Permission
 from emulators.discord_emulator.world import Guild
 from tests.harness.e2e import World
 
-MEMBER_COMMANDS = ("/edit", "/jobs", "/loras", "/quota")
+MEMBER_COMMANDS = ("/edit", "/jobs", "/loras", "/presets", "/quota", "/sweep")
 
 
 async def help_text(world: World, member: str) -> str:
@@ -43,6 +43,7 @@ async def test_help_shows_managers_admin_too(world: World, member: str) -> None:
     assert "**Managing the bot** (you can use `/admin`)" in text
     assert "`/admin setup`: what is configured and what is missing" in text
     assert "`/admin settings alerts channel:#mods`" in text
+    assert "`/admin usage`: spend per member" in text  # the last line still fits
     assert "`/edit`: " in text  # and the member commands, like everyone
 
 

@@ -387,7 +387,8 @@ async def test_a_reaction_right_after_an_admitted_rerun_is_a_repeat(world: World
 
 async def test_rerun_button_starts_a_rerun_for_the_presser(world: World) -> None:
     original = await delivered(world, "alice")
-    assert original.custom_ids() == [f"job:1:{a}" for a in ("rerun", "tweak", "reuse", "delete")]
+    actions = ("rerun", "tweak", "reuse", "sweep", "compare", "delete")
+    assert original.custom_ids() == [f"job:1:{a}" for a in actions]
 
     ix = await click(world, "bob", original, 1, "rerun")
     text = await world.reply_text(ix)

@@ -1,0 +1,191 @@
+"""A server's presets: named recipes (LoRAs, scales, a prompt template, parameters) as JSON."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .clock import from_us, to_us, utc
+from .connection import Connection
+from .errors import StorageError
+from .loras import _like_escape, name_key
+from .models import UtcDatetime
+
+log = logging.getLogger(__name__)
+
+
+class Preset(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    guild_id: int
+    name: str
+    recipe: dict[str, Any]
+    created_by: int
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class PresetNotFound(StorageError):
+    def __init__(self, guild_id: int, name: str) -> None:
+        self.guild_id = guild_id
+        self.name = name
+        super().__init__(f"no preset named {name!r} on this server")
+
+
+class DuplicatePreset(StorageError):
+    def __init__(self, guild_id: int, name: str, existing: str) -> None:
+        self.guild_id = guild_id
+        self.name = name
+        self.existing = existing
+        super().__init__(f"a preset named {existing!r} already exists on this server")
+
+
+class PresetLimitReached(StorageError):
+    def __init__(self, guild_id: int, limit: int) -> None:
+        self.guild_id = guild_id
+        self.limit = limit
+        super().__init__(f"this server already has {limit} presets")
+
+
+def _preset(row: sqlite3.Row) -> Preset:
+    return Preset(
+        id=row["id"],
+        guild_id=row["guild_id"],
+        name=row["name"],
+        recipe=json.loads(row["recipe"]),
+        created_by=row["created_by"],
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
+    )
+
+
+def _find(conn: sqlite3.Connection, guild_id: int, name: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM presets WHERE guild_id = ? AND name_key = ?", (guild_id, name_key(name))
+    ).fetchone()
+    return row
+
+
+def _dumps(recipe: dict[str, Any]) -> str:
+    return json.dumps(recipe, separators=(",", ":"), ensure_ascii=False)
+
+
+class PresetRepository:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def add(
+        self,
+        guild_id: int,
+        name: str,
+        recipe: dict[str, Any],
+        *,
+        actor_id: int,
+        max_per_guild: int | None = None,
+        now: datetime | None = None,
+    ) -> Preset:
+        """Raises DuplicatePreset (names ignore case) or PresetLimitReached."""
+        stamp = to_us(utc(now))
+        name = name.strip()
+
+        def work(conn: sqlite3.Connection) -> sqlite3.Row:
+            existing = _find(conn, guild_id, name)
+            if existing is not None:
+                raise DuplicatePreset(guild_id, name, existing["name"])
+            if max_per_guild is not None:
+                (count,) = conn.execute(
+                    "SELECT COUNT(*) FROM presets WHERE guild_id = ?", (guild_id,)
+                ).fetchone()
+                if count >= max_per_guild:
+                    raise PresetLimitReached(guild_id, max_per_guild)
+            row: sqlite3.Row = conn.execute(
+                """INSERT INTO presets (guild_id, name, name_key, recipe, created_by,
+                                        created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *""",
+                (guild_id, name, name_key(name), _dumps(recipe), actor_id, stamp, stamp),
+            ).fetchone()
+            return row
+
+        preset = _preset(await self._conn.write(work))
+        log.info("guild %d: preset %r added by %d", guild_id, preset.name, actor_id)
+        return preset
+
+    async def update(
+        self,
+        guild_id: int,
+        name: str,
+        *,
+        new_name: str | None = None,
+        recipe: dict[str, Any],
+        now: datetime | None = None,
+    ) -> Preset:
+        """Replace the recipe (and rename): raises PresetNotFound or DuplicatePreset."""
+        stamp = to_us(utc(now))
+
+        def work(conn: sqlite3.Connection) -> sqlite3.Row:
+            row = _find(conn, guild_id, name)
+            if row is None:
+                raise PresetNotFound(guild_id, name)
+            renamed = (new_name or row["name"]).strip()
+            if name_key(renamed) != row["name_key"]:
+                clash = _find(conn, guild_id, renamed)
+                if clash is not None:
+                    raise DuplicatePreset(guild_id, renamed, clash["name"])
+            updated: sqlite3.Row = conn.execute(
+                """UPDATE presets SET name = ?, name_key = ?, recipe = ?, updated_at = ?
+                    WHERE id = ? RETURNING *""",
+                (renamed, name_key(renamed), _dumps(recipe), stamp, row["id"]),
+            ).fetchone()
+            return updated
+
+        return _preset(await self._conn.write(work))
+
+    async def remove(self, guild_id: int, name: str) -> Preset:
+        def work(conn: sqlite3.Connection) -> sqlite3.Row:
+            row = _find(conn, guild_id, name)
+            if row is None:
+                raise PresetNotFound(guild_id, name)
+            conn.execute("DELETE FROM presets WHERE id = ?", (row["id"],))
+            return row
+
+        preset = _preset(await self._conn.write(work))
+        log.info("guild %d: preset %r removed", guild_id, preset.name)
+        return preset
+
+    async def get(self, guild_id: int, name: str) -> Preset | None:
+        row = await self._conn.read(lambda conn: _find(conn, guild_id, name))
+        return None if row is None else _preset(row)
+
+    async def list(self, guild_id: int, *, limit: int = 100) -> builtins.list[Preset]:
+        """The server's presets in name order."""
+
+        def work(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
+            return conn.execute(
+                "SELECT * FROM presets WHERE guild_id = ? ORDER BY name_key LIMIT ?",
+                (guild_id, limit),
+            ).fetchall()
+
+        return [_preset(row) for row in await self._conn.read(work)]
+
+    async def search(self, guild_id: int, query: str, *, limit: int = 25) -> builtins.list[Preset]:
+        """Autocomplete: names starting with `query` first, then names containing it."""
+        needle = _like_escape(name_key(query))
+
+        def work(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
+            return conn.execute(
+                """SELECT * FROM presets
+                    WHERE guild_id = :guild AND name_key LIKE :infix ESCAPE '\\'
+                    ORDER BY CASE WHEN name_key LIKE :prefix ESCAPE '\\' THEN 0 ELSE 1 END,
+                             name_key
+                    LIMIT :limit""",
+                {"guild": guild_id, "prefix": needle + "%", "infix": f"%{needle}%", "limit": limit},
+            ).fetchall()
+
+        return [_preset(row) for row in await self._conn.read(work)]
