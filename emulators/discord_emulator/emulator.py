@@ -23,6 +23,7 @@ from .errors import EmulatorError
 from .faults import FaultRule, Faults
 from .gateway import GatewayHub, Session
 from .messages import Attachment, Message, guess_content_type
+from .ratelimits import RateLimits
 from .rest import RecordedRequest, RestApi
 from .snowflakes import Snowflakes
 from .state import EmulatorState
@@ -50,6 +51,7 @@ class DiscordEmulator(MemberActions):
         app_part = base64.b64encode(str(self.world.application_id).encode()).decode().rstrip("=")
         self.token = f"{app_part}.emu.{secrets.token_urlsafe(27)}"
         self.faults = Faults()
+        self.rate_limits = RateLimits(self.clock)
         self.hub = GatewayHub(self.state, self.token)
         self.rest = RestApi(self)
         # Discord only sends interactions for registered commands; set False to skip the check.
