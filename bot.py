@@ -12,11 +12,15 @@ import asyncio
 import hashlib
 import json
 import logging
+import socket
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import discord
+import httpx
 from discord.ext import commands
 from pydantic import ValidationError
 
@@ -60,7 +64,9 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.loras",
     "cogs.admin",
     "cogs.members",
+    "cogs.studio",
     "cogs.health",
+    "cogs.help",
 )
 
 SYNC_HASH_KEY = "command_tree_hash"
@@ -198,6 +204,46 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and what caused it, outermost first (aiohttp and httpx wrap OS errors)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        os_error = getattr(current, "os_error", None)  # aiohttp keeps it here
+        current = current.__cause__ or current.__context__ or os_error
+    return chain
+
+
+def network_problem(error: BaseException) -> str:
+    """What went wrong reaching a service, in a few words an operator can act on."""
+    chain = _causes(error)
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "the host name could not be resolved (DNS)"
+    if any(isinstance(e, ssl.SSLError | ssl.CertificateError) for e in chain):
+        return "the TLS handshake failed"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "the connection was refused"
+    if any(isinstance(e, TimeoutError | httpx.TimeoutException) for e in chain):
+        return "the connection timed out"
+    return f"the connection failed ({type(chain[-1]).__name__})"
+
+
+def unreachable_line(service: str, url: str, setting: str, error: BaseException) -> str:
+    """One line: which service, where, why, and which setting points there."""
+    return (
+        f"{service} could not be reached at {url}: {network_problem(error)}. "
+        f"Check the machine's network, or {setting} if you set it."
+    )
+
+
+def _discord_url(settings: Settings) -> str:
+    return str(settings.discord_api_url or discord.http.Route.BASE).rstrip("/")
+
+
+_NETWORK_ERRORS = (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError)
+
+
 async def _check(settings: Settings, offline: bool) -> int:
     """Operator pre-flight: every line says what was checked and how it went."""
     failures = 0
@@ -223,8 +269,13 @@ async def _check(settings: Settings, offline: bool) -> int:
         except discord.LoginFailure:
             print(f"discord token: REJECTED by Discord; reset it at {DISCORD_PORTAL}")
             failures += 1
-        except (discord.HTTPException, OSError) as error:
-            print(f"discord token: skipped, Discord unreachable ({type(error).__name__})")
+        except _NETWORK_ERRORS as error:
+            where = _discord_url(settings)
+            print("discord token: " + unreachable_line("Discord", where, "DISCORD_API_URL", error))
+            failures += 1
+        except discord.HTTPException as error:
+            print(f"discord token: not checked, Discord answered HTTP {error.status}")
+            failures += 1
         try:
             await bot.fal.check_key()
             print("fal key: OK")
@@ -235,7 +286,12 @@ async def _check(settings: Settings, offline: bool) -> int:
             print(f"fal key: account locked: {error}")
             failures += 1
         except FalError as error:
-            print(f"fal key: skipped, fal unreachable ({error})")
+            if error.__cause__ is not None and isinstance(error.__cause__, httpx.TransportError):
+                where = settings.fal_url("fal_rest_url")
+                print("fal key: " + unreachable_line("fal", where, "FAL_REST_URL", error))
+            else:
+                print(f"fal key: not checked, {error}")
+            failures += 1
     return 1 if failures else 0
 
 
@@ -280,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     except StorageError as error:
         # One line: which database, what went wrong (never the password). Exit 1.
         log.error("database: %s", error)
+        return 1
+    except _NETWORK_ERRORS as error:
+        where = _discord_url(settings)
+        print(unreachable_line("Discord", where, "DISCORD_API_URL", error), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

@@ -70,6 +70,9 @@ async def build_parts(
     except BaseException:
         await storage.close()
         raise
+    fal.on_ambiguous_submit = lambda reason: metrics.fal_ambiguous_submits.labels(
+        reason=reason
+    ).inc()
     publisher = DiscordPublisher(bot, metrics)
     jobs = JobService(
         storage,

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
         int,
         Field(ge=30, le=86_400, description="Cancel, expire and refund a job not done by then."),
     ] = 900
+    catch_up_hours: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=24 * 14,
+            description="At start, rerun 🔁 reactions made while the bot was down on results of "
+            "the last N hours (0: off).",
+        ),
+    ] = 6
     max_loras_per_server: Annotated[
         int, Field(ge=1, le=10_000, description="How many LoRAs one server may register.")
     ] = 100

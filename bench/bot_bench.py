@@ -9,19 +9,27 @@ which run in this process on the other core). Prints:
 - jobs per second at saturation
 - peak RSS of the bot process with N jobs in flight (held in fal's queue)
 - fal requests per job, and uploads per new input
+- the bot's event-loop lag p50/p99 (its own `flux_event_loop_lag_seconds`, read from /metrics)
+  while 1,000 jobs are admitted and while they are all in flight, and the gateway warnings the
+  bot logged ("Can't keep up", "heartbeat blocked", "event loop was blocked")
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
+import re
+import socket
 import sys
 import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,7 +44,13 @@ TARGETS = {
     "delivery_p99_ms": 150.0,
     "rss_mb": 250.0,
     "requests_per_job": 3.0,
+    "loop_lag_p99_ms": 20.0,
 }
+HOLD_SECONDS = 15.0  # how long the bench watches the bot with every held job in flight
+LAG_BUCKET = re.compile(r'^flux_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
+WARNINGS = ("Can't keep up", "heartbeat blocked", "event loop was blocked")
+
+Buckets = list[tuple[float, float]]  # (upper bound in seconds, cumulative count)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -57,13 +71,63 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def loop_lag(port: int) -> Buckets:
+    """The bot's own event-loop lag histogram, from its /metrics."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    return [(float(le), float(count)) for le, count in LAG_BUCKET.findall(text)]
+
+
+def lag_quantile(before: Buckets, after: Buckets, q: float) -> float:
+    """Quantile `q` (0..1) of the lag samples taken between two scrapes, in seconds, read
+    from the buckets as Prometheus' histogram_quantile does (linear within a bucket)."""
+    counts = [(bound, now - then) for (bound, now), (_, then) in zip(after, before, strict=True)]
+    total = counts[-1][1] if counts else 0.0
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound, cumulative in counts:
+        if cumulative >= rank:
+            if math.isinf(bound):
+                return lower  # beyond the last finite bucket: at least that much
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
+    return lower
+
+
+def samples_over(before: Buckets, after: Buckets, seconds: float) -> int:
+    counts = {bound: now - then for (bound, now), (_, then) in zip(after, before, strict=True)}
+    within = counts.get(seconds, 0.0)
+    return round(counts.get(math.inf, 0.0) - within)
+
+
+def lag_line(label: str, before: Buckets, after: Buckets) -> str:
+    samples = round(after[-1][1] - before[-1][1]) if after and before else 0
+    p50, p99 = (lag_quantile(before, after, q) * 1000 for q in (0.5, 0.99))
+    return (
+        f"bot event-loop lag {label}: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+        f"(target p99 ≤ {TARGETS['loop_lag_p99_ms']:.0f} ms); {samples} samples, "
+        f"{samples_over(before, after, 0.1)} over 100 ms"
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def start_bot(emu: DiscordEmulator, fal: FalEmulator, db: Path) -> asyncio.subprocess.Process:
+async def start_bot(
+    emu: DiscordEmulator, fal: FalEmulator, db: Path, metrics_port: int, log: IO[bytes]
+) -> asyncio.subprocess.Process:
     storage = await Storage.open(db)
     guild = emu.guild.id
     await storage.settings.save(
@@ -80,9 +144,16 @@ async def start_bot(emu: DiscordEmulator, fal: FalEmulator, db: Path) -> asyncio
         "DATABASE_PATH": str(db),
         "LOG_LEVEL": "WARNING",
         "JOB_TIMEOUT_SECONDS": "3600",
+        "METRICS_PORT": str(metrics_port),
+        "METRICS_HOST": "127.0.0.1",
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "bot.py"), cwd=str(db.parent), env=env
+        sys.executable,
+        str(ROOT / "bot.py"),
+        cwd=str(db.parent),
+        env=env,
+        stdout=log,
+        stderr=asyncio.subprocess.STDOUT,
     )
     await emu.wait_connected(timeout=30)
     await emu.wait_for("commands_synced", timeout=30)
@@ -164,7 +235,10 @@ async def main(args: argparse.Namespace) -> None:
         ):
             emu.ack_deadline = 30.0  # the load generator shares a core; don't bench our ack
             members = [emu.add_member(emu.guild, f"m{i}") for i in range(args.members)]
-            bot = await start_bot(emu, fal, Path(tmp) / "bot.sqlite3")
+            port = free_port()
+            log_path = Path(tmp) / "bot.log"
+            log = log_path.open("wb")
+            bot = await start_bot(emu, fal, Path(tmp) / "bot.sqlite3", port, log)
             try:
                 cpu_before = cpu_seconds(bot.pid or 0)
                 # 1. latency at a moderate rate
@@ -186,9 +260,10 @@ async def main(args: argparse.Namespace) -> None:
                 sat_submit, sat_deliver = latencies(emu, fal, "sat ")
                 cpu_per_job = (cpu_seconds(bot.pid or 0) - cpu_before) / (2 * args.jobs) * 1000
 
-                # 3. memory with N jobs in flight, held in fal's queue
+                # 3. memory and event-loop lag with N jobs in flight, held in fal's queue
                 fal.queue_delay = 3600.0
                 held = [f"rss {i}" for i in range(args.in_flight)]
+                lag_start = await loop_lag(port)
                 await fire(emu, members, held, image, rate=args.rate)
                 await fal.wait_until(
                     lambda: (
@@ -202,9 +277,14 @@ async def main(args: argparse.Namespace) -> None:
                     within=600,
                 )
                 current, peak = rss_mb(bot.pid or 0)
+                lag_held = await loop_lag(port)
+                await asyncio.sleep(HOLD_SECONDS)  # the measurement window, nothing awaited
+                lag_end = await loop_lag(port)
             finally:
                 bot.terminate()
                 await bot.wait()
+                log.close()
+            bot_log = log_path.read_text(errors="replace").splitlines()
 
     print(
         f"jobs: {args.jobs} at {args.rate:g}/s + {args.jobs} saturation + {args.in_flight} held, "
@@ -234,6 +314,13 @@ async def main(args: argparse.Namespace) -> None:
         f"at saturation (queueing included): submit p99 {pct(sat_submit, 99):.0f} ms, "
         f"delivery p99 {pct(sat_deliver, 99):.0f} ms"
     )
+    print(lag_line(f"while {args.in_flight} jobs were admitted", lag_start, lag_held))
+    print(lag_line(f"with {args.in_flight} jobs in flight, {HOLD_SECONDS:g} s", lag_held, lag_end))
+    for warning in WARNINGS:
+        lines = [line for line in bot_log if warning in line]
+        print(f"bot log lines with {warning!r}: {len(lines)}")
+        for line in lines[:3]:
+            print(f"  {line}")
 
 
 def parse() -> argparse.Namespace:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Literal
 
@@ -182,11 +182,15 @@ class FalClient:
             json=input.model_dump(exclude_none=True, mode="json"),
         )
         if not response.is_success:
+            adopted = self._adopt(response)
+            if adopted is not None:
+                return adopted
             raise self._transport.error_for("submit", response)
         try:
             body = parse_body(SubmitResponse, response, "the submit")
         except FalProtocolError as error:
             # fal accepted something, but we cannot tell what: the same as not knowing.
+            self._transport.ambiguous_submit("unreadable_answer")
             raise FalSubmitOutcomeUnknown(
                 "fal accepted the request but its answer could not be read"
             ) from error
@@ -206,6 +210,35 @@ class FalClient:
             cancel_url=body.cancel_url,
         )
         return handle, status
+
+    def _adopt(self, response: httpx.Response) -> tuple[RequestHandle, QueueStatus] | None:
+        """A server error that names a request id: fal has the request (and may run and bill
+        it), so follow that id rather than report a failure (docs/fal-queue.md, "Submit")."""
+        request_id = response.headers.get("x-fal-request-id", "")
+        if response.status_code < 500 or not _REQUEST_ID.fullmatch(request_id):
+            return None
+        self._transport.ambiguous_submit(f"server_error_{response.status_code}_adopted")
+        handle = self.handle_for(request_id)
+        log.warning(
+            "fal submit answered HTTP %d for request %s; following it",
+            response.status_code,
+            request_id,
+        )
+        return handle, QueueStatus(
+            status="IN_QUEUE",
+            request_id=request_id,
+            status_url=handle.status_url,
+            response_url=handle.response_url,
+            cancel_url=handle.cancel_url,
+        )
+
+    @property
+    def on_ambiguous_submit(self) -> Callable[[str], None] | None:
+        return self._transport.on_ambiguous_submit
+
+    @on_ambiguous_submit.setter
+    def on_ambiguous_submit(self, hook: Callable[[str], None] | None) -> None:
+        self._transport.on_ambiguous_submit = hook
 
     def handle_for(self, request_id: str) -> RequestHandle:
         """Rebuild a handle from a stored request id (after a restart)."""

@@ -3,9 +3,12 @@
 Retry rules (docs/fal-queue.md, "Retry rules"):
 - idempotent calls (status, result, cancel, uploads, downloads) retry transport errors, 408, 429
   and 500/502/503/504 with jittered exponential backoff;
-- submit retries only when fal provably never saw the request: the connection was never made,
-  an ingress 502/503/504 without `x-fal-request-id`, or a 429 refusal. Anything that fails after
-  the body may have reached fal raises `FalSubmitOutcomeUnknown` instead;
+- submit retries only when fal almost surely never saw the request: the connection was never
+  made, an ingress 502/503/504 without `x-fal-request-id` (the numbers behind retrying these:
+  docs/fal-queue.md, "The unknown-outcome window"), or a 429 refusal. A server error that
+  carries a request id is fal holding the request: `FalClient.submit` follows that id. Anything
+  else that fails after the body may have reached fal raises `FalSubmitOutcomeUnknown`. Each
+  ambiguous submit is reported to `on_ambiguous_submit`;
 - a 504 carrying `X-Fal-Request-Timeout-Type: user` is our own start deadline and is final;
 - a result answer that is the request's own recorded failure (`x-fal-request-id` plus an
   `error_type`) is final too: asking again returns the same stored answer.
@@ -17,6 +20,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -97,6 +101,13 @@ class FalTransport:
         self.retry = retry
         self.timeout = timeout
         self.requests: Counter[str] = Counter()
+        # Called with a short reason for each submit whose outcome fal left unclear.
+        self.on_ambiguous_submit: Callable[[str], None] | None = None
+
+    def ambiguous_submit(self, reason: str) -> None:
+        log.warning("fal submit: ambiguous outcome (%s)", reason)
+        if self.on_ambiguous_submit is not None:
+            self.on_ambiguous_submit(reason)
 
     # -- secrets -----------------------------------------------------------------------------
 
@@ -161,9 +172,7 @@ class FalTransport:
             except httpx.TransportError as error:
                 reason = type(error).__name__
                 if mode == "submit" and not isinstance(error, _NEVER_SENT):
-                    log.warning(
-                        "fal %s: %s after the request was sent; outcome unknown", op, reason
-                    )
+                    self.ambiguous_submit(reason)
                     raise FalSubmitOutcomeUnknown(
                         "fal may or may not have queued this request (the connection failed "
                         "after it was sent)"
@@ -180,6 +189,8 @@ class FalTransport:
 
             if not self._should_retry(mode, response):
                 return response
+            if mode == "submit" and response.status_code in _GATEWAY_CODES:
+                self.ambiguous_submit(f"ingress_{response.status_code}_retried")
             if attempt >= self.retry.max_attempts:
                 log.warning(
                     "fal %s: HTTP %d, giving up after %d attempts",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from datetime import UTC, datetime
@@ -12,12 +13,22 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils.buttons import cancel_list_view
+from cogs.utils.charts import render_spend_chart
 from cogs.utils.context import requester_from
 from cogs.utils.lora_ui import ConfirmRemove, admin_lora_autocomplete, lora_card
+from cogs.utils.onboarding import checklist_text, granted_from, granted_in
+from cogs.utils.preset_ui import (
+    ACCELERATION_OPTIONS,
+    FORMAT_OPTIONS,
+    SIZE_OPTIONS,
+    admin_preset_autocomplete,
+    preset_card,
+)
 from cogs.utils.render import MESSAGE_MAX, timestamp
 from cogs.utils.replies import reply
 from jobs.runner import cancellable
 from jobs.server_policy import NOT_MANAGER, ONLY_OWNERS_NAME_MANAGERS
+from jobs.setup_check import ChannelFacts
 
 if TYPE_CHECKING:
     from bot import FluxBot
@@ -40,6 +51,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     quota = app_commands.Group(name="quota", description="Members' image quotas")
     budget = app_commands.Group(name="budget", description="The server's monthly spend cap")
     settings = app_commands.Group(name="settings", description="Server policy for edits")
+    preset = app_commands.Group(
+        name="preset", description="Presets: LoRAs, a prompt template and settings under a name"
+    )
 
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
@@ -158,6 +172,129 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             view=view,
         )
         view.interaction = interaction
+
+    # ------------------------------------------------------------------ presets
+
+    @preset.command(name="add", description="Bundle up to three LoRAs, a template and settings")
+    @app_commands.describe(
+        name="1–32 letters, digits, - or _; unique on this server",
+        lora="A LoRA of the preset",
+        scale="Its strength, 0–4 (default: the LoRA's own)",
+        lora2="A second LoRA",
+        scale2="Its strength, 0–4",
+        lora3="A third LoRA",
+        scale3="Its strength, 0–4",
+        template="The prompt, with {prompt} where the member's words go",
+        guidance="Guidance, 0–20",
+        steps="Steps, 4–50",
+        size="Output size",
+        acceleration="Acceleration",
+        format="Output format",
+        description="What the preset is for, shown to members",
+    )
+    @app_commands.choices(size=SIZE_OPTIONS, acceleration=ACCELERATION_OPTIONS)
+    @app_commands.choices(format=FORMAT_OPTIONS)
+    @app_commands.autocomplete(lora=admin_lora_autocomplete, lora2=admin_lora_autocomplete)
+    @app_commands.autocomplete(lora3=admin_lora_autocomplete)
+    async def preset_add(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, 100],
+        lora: str | None = None,
+        scale: app_commands.Range[float, 0.0, 4.0] | None = None,
+        lora2: str | None = None,
+        scale2: app_commands.Range[float, 0.0, 4.0] | None = None,
+        lora3: str | None = None,
+        scale3: app_commands.Range[float, 0.0, 4.0] | None = None,
+        template: app_commands.Range[str, 1, 1000] | None = None,
+        guidance: app_commands.Range[float, 0.0, 20.0] | None = None,
+        steps: app_commands.Range[int, 4, 50] | None = None,
+        size: str | None = None,
+        acceleration: str | None = None,
+        format: str | None = None,
+        description: app_commands.Range[str, 1, 300] | None = None,
+    ) -> None:
+        view = await self.bot.jobs.presets.add(
+            requester_from(interaction),
+            name,
+            [(lora, scale), (lora2, scale2), (lora3, scale3)],
+            template=template,
+            guidance=guidance,
+            steps=steps,
+            size=size,
+            acceleration=acceleration,
+            output_format=format,
+            description=description,
+        )
+        text = f"Added the preset `{view.name}`. Members use it with `/edit preset:{view.name}`."
+        await reply(interaction, text, embed=preset_card(view))
+
+    @preset.command(name="edit", description="Change a preset; only the options you give change")
+    @app_commands.describe(
+        name="The preset to change",
+        new_name="Rename it",
+        lora="Replace the first LoRA ('-' removes it)",
+        scale="The first LoRA's strength, 0–4",
+        lora2="Replace the second LoRA ('-' removes it)",
+        scale2="The second LoRA's strength, 0–4",
+        lora3="Replace the third LoRA ('-' removes it)",
+        scale3="The third LoRA's strength, 0–4",
+        template="New template with {prompt} ('-' clears)",
+        guidance="Guidance, 0–20",
+        steps="Steps, 4–50",
+        size="Output size",
+        acceleration="Acceleration",
+        format="Output format",
+        description="New description ('-' clears)",
+        clear="Settings to unset, comma-separated: guidance, steps, size, acceleration, format",
+    )
+    @app_commands.choices(size=SIZE_OPTIONS, acceleration=ACCELERATION_OPTIONS)
+    @app_commands.choices(format=FORMAT_OPTIONS)
+    @app_commands.autocomplete(name=admin_preset_autocomplete, lora=admin_lora_autocomplete)
+    @app_commands.autocomplete(lora2=admin_lora_autocomplete, lora3=admin_lora_autocomplete)
+    async def preset_edit(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, 100],
+        new_name: app_commands.Range[str, 1, 100] | None = None,
+        lora: str | None = None,
+        scale: app_commands.Range[float, 0.0, 4.0] | None = None,
+        lora2: str | None = None,
+        scale2: app_commands.Range[float, 0.0, 4.0] | None = None,
+        lora3: str | None = None,
+        scale3: app_commands.Range[float, 0.0, 4.0] | None = None,
+        template: app_commands.Range[str, 1, 1000] | None = None,
+        guidance: app_commands.Range[float, 0.0, 20.0] | None = None,
+        steps: app_commands.Range[int, 4, 50] | None = None,
+        size: str | None = None,
+        acceleration: str | None = None,
+        format: str | None = None,
+        description: app_commands.Range[str, 1, 300] | None = None,
+        clear: app_commands.Range[str, 1, 200] | None = None,
+    ) -> None:
+        view = await self.bot.jobs.presets.edit(
+            requester_from(interaction),
+            name,
+            [(lora, scale), (lora2, scale2), (lora3, scale3)],
+            new_name=new_name,
+            clear=clear,
+            template=template,
+            guidance=guidance,
+            steps=steps,
+            size=size,
+            acceleration=acceleration,
+            output_format=format,
+            description=description,
+        )
+        await reply(interaction, f"Updated the preset `{view.name}`.", embed=preset_card(view))
+
+    @preset.command(name="remove", description="Delete a preset (past results keep their recipe)")
+    @app_commands.autocomplete(name=admin_preset_autocomplete)
+    async def preset_remove(
+        self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100]
+    ) -> None:
+        removed = await self.bot.jobs.presets.remove(requester_from(interaction), name)
+        await reply(interaction, f"Removed the preset `{removed}`.")
 
     # ------------------------------------------------------------------ quotas
 
@@ -336,6 +473,67 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
             )
         await reply(interaction, text)
 
+    @settings.command(name="alerts", description="Budget alerts: the channel they go to, or off")
+    @app_commands.describe(
+        channel="Post here at 50 %, 80 % and 100 % of the budget, and if fal locks the account",
+        off="Turn budget alerts off",
+    )
+    async def settings_alerts(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel | None = None,
+        off: bool = False,
+    ) -> None:
+        who = requester_from(interaction)
+        alerts = self.bot.jobs.alerts
+        if off:
+            await alerts.set_channel(who, None)
+            await reply(interaction, "Budget alerts are off.")
+            return
+        if channel is None:
+            current = (await alerts.channel(who)).alerts_channel_id
+            text = (
+                f"Budget alerts go to <#{current}>. Turn them off with "
+                "`/admin settings alerts off:True`."
+                if current is not None
+                else "Budget alerts are off. Turn them on with `/admin settings alerts "
+                "channel:#channel`."
+            )
+            await reply(interaction, text)
+            return
+        settings = await alerts.set_channel(who, channel.id, granted_in(channel, channel.guild.me))
+        text = (
+            f"Budget alerts go to {channel.mention}: one message when this month's spend passes "
+            "50 %, 80 % and 100 % of the budget, and one if fal locks the bot's account. "
+            "Turn them off with `/admin settings alerts off:True`."
+        )
+        if not settings.monthly_budget_usd:
+            text += " There is no budget yet: set one with `/admin budget set`."
+        await reply(interaction, text)
+
+    # ------------------------------------------------------------------ setup
+
+    @app_commands.command(name="setup", description="What is configured and what is missing")
+    async def setup_check(self, interaction: discord.Interaction) -> None:
+        who = requester_from(interaction)
+        checks = self.bot.jobs.setup
+        facts = [
+            self._channel_facts(interaction, channel_id)
+            for channel_id in await checks.channels_to_check(who)
+        ]
+        await reply(interaction, checklist_text(await checks.checklist(who, facts)))
+
+    @staticmethod
+    def _channel_facts(interaction: discord.Interaction, channel_id: int) -> ChannelFacts:
+        """The bot's permissions in a channel, as Discord knows them."""
+        if channel_id == interaction.channel_id:  # Discord computed them for this interaction
+            return ChannelFacts(channel_id, granted_from(interaction.app_permissions))
+        guild = interaction.guild
+        channel = guild.get_channel(channel_id) if guild is not None else None
+        if guild is None or channel is None:
+            return ChannelFacts(channel_id, None)
+        return ChannelFacts(channel_id, granted_in(channel, guild.me))
+
     # ------------------------------------------------------------------ reports
 
     @app_commands.command(name="usage", description="Images and USD per member (CSV attached)")
@@ -353,6 +551,20 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         stamp = datetime.now(UTC).strftime("%Y-%m")
         file = discord.File(io.BytesIO(report.csv), filename=f"usage-{stamp}.csv")
         await reply(interaction, text, file=file)
+        await self._spend_chart(interaction)
+
+    async def _spend_chart(self, interaction: discord.Interaction) -> None:
+        """The month at a glance, as a second private message: the chart and its projection."""
+        chart = await self.bot.jobs.spend.chart(requester_from(interaction))
+        names = await _member_names(interaction.guild, [uid for uid, _ in chart.top_members])
+        png = await asyncio.to_thread(render_spend_chart, chart, names)  # CPU: off the loop
+        projection = chart.projection
+        cap = f" of ${projection.budget_usd:,.2f}" if projection.budget_usd > 0 else ""
+        text = (
+            f"{chart.month:%B %Y}: ${projection.spent_usd:,.2f}{cap} spent. {projection.sentence()}"
+        )
+        stamp = f"{chart.month:%Y-%m}"
+        await reply(interaction, text, file=discord.File(io.BytesIO(png), f"spend-{stamp}.png"))
 
     @app_commands.command(name="jobs", description="Every running or stuck job, with Cancel")
     async def jobs(self, interaction: discord.Interaction) -> None:
@@ -380,6 +592,22 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
         # A completed job is being posted; there is nothing left to cancel at fal.
         view = cancel_list_view([job.id for job in listed if cancellable(job)])
         await reply(interaction, "\n".join(lines), view=view)
+
+
+async def _member_names(guild: discord.Guild | None, user_ids: list[int]) -> dict[int, str]:
+    """Display names for the chart; the bot caches few members, so the rest are fetched."""
+    names: dict[int, str] = {}
+    if guild is None:
+        return names
+    for user_id in user_ids:
+        member = guild.get_member(user_id)
+        if member is None:
+            try:
+                member = await guild.fetch_member(user_id)
+            except discord.HTTPException:
+                continue  # left the server: the chart says "member <id>"
+        names[user_id] = member.display_name
+    return names
 
 
 async def setup(bot: FluxBot) -> None:

@@ -15,6 +15,7 @@ from cogs.utils.buttons import CANCEL_TEMPLATE
 from cogs.utils.context import AttachmentInput, flux_bot, requester_from
 from cogs.utils.edits import start_edit
 from cogs.utils.lora_ui import lora_autocomplete
+from cogs.utils.preset_ui import preset_autocomplete
 from cogs.utils.replies import reply
 from cogs.utils.ui import AnswersErrors
 from jobs.request import SIZE_CHOICES, EditOptions, LoraPick
@@ -71,6 +72,7 @@ class Edit(commands.Cog):
         acceleration="Faster generation trades some quality (default regular)",
         expand_prompt="Let the model elaborate your prompt before editing",
         format="File format of the result (default png)",
+        preset="A server preset: its LoRAs, prompt template and settings fill what you leave unset",
     )
     @app_commands.choices(
         size=[app_commands.Choice(name=label, value=key) for key, label in SIZE_CHOICES.items()],
@@ -86,7 +88,7 @@ class Edit(commands.Cog):
         ],
     )
     @app_commands.autocomplete(lora=lora_autocomplete, lora2=lora_autocomplete)
-    @app_commands.autocomplete(lora3=lora_autocomplete)
+    @app_commands.autocomplete(lora3=lora_autocomplete, preset=preset_autocomplete)
     async def edit(
         self,
         interaction: discord.Interaction,
@@ -110,6 +112,7 @@ class Edit(commands.Cog):
         acceleration: str | None = None,
         expand_prompt: bool | None = None,
         format: str | None = None,
+        preset: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
         files = [
             AttachmentInput(label, attachment)
@@ -119,11 +122,10 @@ class Edit(commands.Cog):
         for file in files:  # the downloads overlap the defer round trip
             file.prefetch(self.bot.jobs.config.max_input_bytes)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        picks = [
-            LoraPick(name=name, scale=s)
-            for name, s in ((lora, scale), (lora2, scale2), (lora3, scale3))
-            if name
-        ]
+        slots = ((lora, scale), (lora2, scale2), (lora3, scale3))
+        # With a preset each lora/scale pair keeps its position (a scale alone sets the
+        # preset's LoRA there); without one, a scale without its LoRA means nothing.
+        picks = [LoraPick(name=name or "", scale=s) for name, s in slots if name or preset]
         options = EditOptions.model_validate(
             {
                 "prompt": prompt,
@@ -138,6 +140,7 @@ class Edit(commands.Cog):
                 "acceleration": acceleration,
                 "expand_prompt": expand_prompt,
                 "output_format": format,
+                "preset": preset,
             }
         )
         await start_edit(interaction, options, files)

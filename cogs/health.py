@@ -1,4 +1,5 @@
-"""`/healthz` and `/metrics` on METRICS_PORT, for the operator's probes and Prometheus."""
+"""`/healthz` and `/metrics` on METRICS_PORT, for the operator's probes and Prometheus; the
+event-loop lag monitor runs while this extension is loaded, from start-up until close."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from discord.ext import commands
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cogs.utils.heartbeat import record_heartbeats_on_the_loop
+from cogs.utils.loop_lag import LoopLagMonitor
 
 if TYPE_CHECKING:
     from bot import FluxBot
@@ -21,8 +25,10 @@ class Health(commands.Cog):
         self.gateway_connected = False
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.loop_lag = LoopLagMonitor(bot.metrics.loop_lag)
 
     async def cog_load(self) -> None:
+        self.loop_lag.start()
         port = self.bot.settings.metrics_port
         if port is None:
             return
@@ -38,6 +44,7 @@ class Health(commands.Cog):
         log.info("health and metrics on port %s", self.port)
 
     async def cog_unload(self) -> None:
+        await self.loop_lag.stop()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -72,4 +79,5 @@ class Health(commands.Cog):
 
 
 async def setup(bot: FluxBot) -> None:
+    record_heartbeats_on_the_loop()  # before the gateway connects: a true bot.latency
     await bot.add_cog(Health(bot))

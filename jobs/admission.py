@@ -7,12 +7,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 from client.pricing import estimate_cost_usd
 from jobs.context import JobContext
 from jobs.errors import Refused
-from jobs.inputs import InputFile, Inputs
+from jobs.inputs import InputFile, Inputs, draft_refs
 from jobs.policy import Requester, check_channel, quota_limits, safety_checker_on
+from jobs.presets import Presets
 from jobs.publisher import DeliveryError
 from jobs.records import EditJob
 from jobs.refusals import describe_refusal, next_month
@@ -23,6 +25,10 @@ from jobs.status import StatusBoard
 from storage.models import EffectiveSettings, NewJob, QuotaLimits, Refusal
 
 log = logging.getLogger(__name__)
+
+
+def price(request: EditRequest) -> float:
+    return estimate_cost_usd(len(request.inputs), request.width, request.height, request.count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +47,14 @@ class Admission:
         registry: Registry,
         runner: Runner,
         status: StatusBoard,
+        presets: Presets | None = None,
     ) -> None:
         self._ctx = ctx
         self._inputs = inputs
         self._registry = registry
         self._runner = runner
         self._status = status
+        self._presets = presets
 
     async def start_edit(
         self,
@@ -58,18 +66,44 @@ class Admission:
     ) -> Started:
         """/edit and the message menu: cheap checks first, so nothing is downloaded or
         uploaded for a request that fails them; then inputs, recipe, admission."""
+        self.check_postable(who)
+        settings = await self.check_allowed(who)
+        if options.preset and self._presets is not None:
+            options = await self._presets.fill(who, options, max_steps=settings.max_steps)
+        loras = await self._registry.resolve(who, [(p.name, p.scale) for p in options.loras])
+        infos = await self._inputs.inspect(files)
+        draft = await self.build(who, options, draft_refs(infos), loras=loras, settings=settings)
+        # The whole request, priced, against quota and budget before anything goes to fal.
+        await self.check_fits(who, draft, settings)
+        request = draft.model_copy(update={"inputs": await self._inputs.rehost(infos)})
+        job = await self.admit(who, request, parent_job_id=parent_job_id, settings=settings)
+        return Started(job=job, request=request)
+
+    @staticmethod
+    def check_postable(who: Requester) -> None:
+        """The bot can post results where the member asks, or nothing is started."""
         if who.bot_missing:
             raise Refused(
                 "I can't post results in this channel: I need "
                 + ", ".join(who.bot_missing)
                 + " here. Ask an admin, or use another channel."
             )
-        settings = await self.check_allowed(who)
-        loras = await self._registry.resolve(who, [(p.name, p.scale) for p in options.loras])
-        inputs = await self._inputs.prepare(files)
-        request = await self.build(who, options, inputs, loras=loras, settings=settings)
-        job = await self.admit(who, request, parent_job_id=parent_job_id, settings=settings)
-        return Started(job=job, request=request)
+
+    async def check_fits(
+        self, who: Requester, request: EditRequest, settings: EffectiveSettings
+    ) -> None:
+        """Refuse now what admit() would refuse: this request's images and cost."""
+        limits = quota_limits(settings.guild, who)
+        refusal = await self._ctx.storage.quotas.would_refuse(
+            who.guild_id,
+            who.user_id,
+            images=request.count,
+            cost_usd=price(request),
+            limits=limits,
+            now=self._ctx.now(),
+        )
+        if refusal is not None:
+            self._refuse(who, refusal, request.count, limits)
 
     async def check_allowed(self, who: Requester) -> EffectiveSettings:
         """Channel rules and the member's quota, before anything is downloaded or uploaded.
@@ -79,9 +113,27 @@ class Admission:
         limits = quota_limits(settings.guild, who)
         refusal = await self._precheck(who, limits)
         if refusal is not None:
-            self._ctx.metrics.refusals.labels(reason=refusal.kind).inc()
-            raise Refused(*describe_refusal(refusal, 1, limits))
+            self._refuse(who, refusal, 1, limits)
         return settings
+
+    def _refuse(
+        self,
+        who: Requester,
+        refusal: Refusal,
+        images: int,
+        limits: QuotaLimits,
+        *,
+        what: str = "edit",
+    ) -> NoReturn:
+        """Count the refusal, tell budget alerts when the budget was the reason, and raise.
+        `what` names the request in the member's words: "edit", or "sweep" for a group."""
+        self._ctx.metrics.refusals.labels(reason=refusal.kind).inc()
+        # A request dearer than the whole budget says nothing about what is left of it.
+        if refusal.kind == "budget" and refusal.next_free_at is not None:
+            self._ctx.notices.spend_changed(who.guild_id, refused=refusal.requested > 0)
+        raise Refused(*describe_refusal(refusal, images, limits, what=what))
+
+    refuse = _refuse  # for a group admitted elsewhere (jobs/sweeps.py)
 
     async def _precheck(self, who: Requester, limits: QuotaLimits) -> Refusal | None:
         """A non-binding look at the limits; admit() checks again atomically. Same order as
@@ -162,7 +214,7 @@ class Admission:
         check_channel(settings)
         limits = quota_limits(settings.guild, who)
         now = ctx.now()
-        cost = estimate_cost_usd(len(request.inputs), request.width, request.height, request.count)
+        cost = price(request)
         outcome = await ctx.storage.jobs.admit(
             NewJob[EditRequest](
                 guild_id=who.guild_id,
@@ -182,9 +234,9 @@ class Admission:
             now=now,
         )
         if isinstance(outcome, Refusal):
-            ctx.metrics.refusals.labels(reason=outcome.kind).inc()
-            raise Refused(*describe_refusal(outcome, request.count, limits))
+            self._refuse(who, outcome, request.count, limits)
         job = outcome
+        ctx.notices.spend_changed(job.guild_id)
         ctx.metrics.transitions.labels(state="admitted").inc()
         ctx.metrics.in_flight.inc()
         log.info(

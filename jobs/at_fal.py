@@ -3,11 +3,12 @@ result (docs/fal-queue.md, "Submit" and "The unknown-outcome window")."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from client.errors import FalCancelled, FalError, FalSubmitOutcomeUnknown
-from client.fal import RequestHandle
+from client.fal import CancelOutcome, RequestHandle
 from client.schema import QueueStatus
 from jobs.context import JobContext
 from jobs.fal_failures import fal_failure_text
@@ -18,6 +19,15 @@ from jobs.transitions import Transitions
 from storage.models import JobState
 
 log = logging.getLogger(__name__)
+
+# A submit fal may have received but did not confirm: the member's quota is returned, but fal may
+# still run (and bill) it, so the member is not told to simply try again.
+OUTCOME_UNKNOWN = (
+    "fal did not confirm that it received this edit, so I stopped here rather than risk running "
+    "it twice. If fal ran it anyway, this server may be billed for it once; your quota was not "
+    "used. Check back before trying again."
+)
+SETTLE_LIMIT = 120.0  # seconds a cancel or a shutdown waits for a submit in flight
 
 
 class AtFal:
@@ -32,6 +42,7 @@ class AtFal:
         self._transitions = transitions
         self._status = status
         self._outputs = outputs
+        self._submitting: dict[int, asyncio.Future[None]] = {}
 
     def handle(self, job: EditJob) -> RequestHandle:
         """The URLs fal gave at submit (docs/fal-queue.md, "URLs and request ids")."""
@@ -44,27 +55,63 @@ class AtFal:
             )
         return self._ctx.fal.handle_for(job.fal_request_id or "")
 
-    async def cancel(self, job: EditJob, why: str) -> None:
-        """Ask fal to drop a submitted job; a failure is logged (the job ends on our side)."""
+    async def cancel(self, job: EditJob, why: str) -> CancelOutcome | None:
+        """Ask fal to drop a submitted job; None when there was nothing at fal or fal could
+        not be told (logged; the job ends on our side)."""
         if job.state != JobState.SUBMITTED:
-            return
+            return None
+        fal, handle = self._ctx.fal, self.handle(job)
         try:
-            await self._ctx.fal.cancel(self.handle(job))
+            outcome = await fal.cancel(handle)
+            if outcome == "already_completed":
+                # Also what a retried cancel hears when its first try got through.
+                status = await fal.status(handle)
+                if status.error_type == "client_cancelled":
+                    return "requested"
+            return outcome
         except FalError:
             log.warning("job %s: cancel at fal failed %s", job.id, why, exc_info=True)
+            return None
+
+    async def settled(self, job_id: int) -> None:
+        """Wait until a submit in flight for this job has an outcome stored (its request id,
+        or its failure), so a cancel or a shutdown never loses what fal was sent."""
+        pending = self._submitting.get(job_id)
+        if pending is not None:
+            async with asyncio.timeout(SETTLE_LIMIT):
+                await asyncio.shield(pending)
+
+    async def all_settled(self) -> None:
+        pending = list(self._submitting.values())
+        if pending:
+            await asyncio.wait(pending, timeout=SETTLE_LIMIT)
 
     async def submit(self, job: EditJob) -> EditJob:
+        """Submit and store the outcome as one unit that cancelling the job's task does not
+        cut in two: once the request is on the wire, its request id is always recorded."""
+        settled = asyncio.get_running_loop().create_future()
+        self._submitting[job.id] = settled
+
+        async def submit_and_store() -> EditJob:
+            try:
+                return await self._submit(job)
+            finally:
+                self._submitting.pop(job.id, None)
+                settled.set_result(None)
+
+        inner = asyncio.ensure_future(submit_and_store())
+        inner.add_done_callback(_observed)
+        return await asyncio.shield(inner)
+
+    async def _submit(self, job: EditJob) -> EditJob:
         try:
             handle, first = await self._ctx.fal.submit(job.request.to_fal_input())
         except FalSubmitOutcomeUnknown:
             log.warning("job %s: submit outcome unknown; not resubmitting", job.id)
-            await self._status.fail(
-                job.id,
-                "fal did not confirm it received the job, so I stopped rather than risk "
-                "running it twice. You were not charged; please try again.",
-            )
+            await self._status.fail(job.id, OUTCOME_UNKNOWN)
             return await self._transitions.reload(job.id)
         except FalError as error:
+            self._ctx.notices.fal_failed(error)
             await self._status.fail(job.id, fal_failure_text(error, self._ctx.metrics))
             return await self._transitions.reload(job.id)
         job = await self._transitions.move(
@@ -90,23 +137,27 @@ class AtFal:
         first_position: int | None = None
         running_at: float | None = None
         last: QueueStatus | None = None
-        async for status in ctx.fal.watch(self.handle(job)):
-            last = status
-            if status.status == "IN_QUEUE":
-                if first_position is None:
-                    first_position = status.queue_position
-                eta = timings.eta(ctx.now(), status.queue_position)
-                await throttle.push(
-                    self._status.update(
-                        job, "queued", queue_position=status.queue_position, eta_at=eta
+        try:
+            async for status in ctx.fal.watch(self.handle(job)):
+                last = status
+                if status.status == "IN_QUEUE":
+                    if first_position is None:
+                        first_position = status.queue_position
+                    eta = timings.eta(ctx.now(), status.queue_position)
+                    await throttle.push(
+                        self._status.update(
+                            job, "queued", queue_position=status.queue_position, eta_at=eta
+                        )
                     )
-                )
-            elif status.status == "IN_PROGRESS" and running_at is None:
-                running_at = time.monotonic()
-                timings.observe_wait(running_at - queued_at, first_position or 0)
-                ctx.metrics.fal_queue_seconds.observe(running_at - queued_at)
-                eta = timings.eta(ctx.now(), None)
-                await throttle.push(self._status.update(job, "running", eta_at=eta))
+                elif status.status == "IN_PROGRESS" and running_at is None:
+                    running_at = time.monotonic()
+                    timings.observe_wait(running_at - queued_at, first_position or 0)
+                    ctx.metrics.fal_queue_seconds.observe(running_at - queued_at)
+                    eta = timings.eta(ctx.now(), None)
+                    await throttle.push(self._status.update(job, "running", eta_at=eta))
+        except FalError as error:  # fal stopped answering about it, or forgot it
+            await self._status.fail(job.id, fal_failure_text(error, ctx.metrics))
+            return await self._transitions.reload(job.id)
         if running_at is not None:
             timings.observe_run(time.monotonic() - running_at)
             ctx.metrics.fal_run_seconds.observe(time.monotonic() - running_at)
@@ -119,6 +170,7 @@ class AtFal:
             await self._status.end(job.id, JobState.CANCELLED, "cancelled at fal", note=False)
             return await self._transitions.reload(job.id)
         except FalError as error:
+            ctx.notices.fal_failed(error)
             await self._status.fail(job.id, fal_failure_text(error, ctx.metrics))
             return await self._transitions.reload(job.id)
         stored = await self._outputs.store(job, output)
@@ -127,3 +179,9 @@ class AtFal:
         )
         log.info("job %s completed seed=%s images=%s", job.id, output.seed, len(output.images))
         return job
+
+
+def _observed(task: asyncio.Future[EditJob]) -> None:
+    """A shielded submit whose waiter was cancelled: its failure is logged, not lost."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a submit failed after its job task stopped", exc_info=task.exception())

@@ -1,16 +1,18 @@
-"""What every room of the job lifecycle shares: storage, fal, the publisher, settings, clock."""
+"""What every room of the job lifecycle shares: storage, fal, the publisher, settings, clock,
+and the notices that budget alerts listen to."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from client.fal import FalClient
 from jobs.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from jobs.metrics import Metrics
+from jobs.notices import Notices
 from jobs.publisher import Publisher
 from jobs.records import EditStorage
 
@@ -33,6 +35,7 @@ class JobContext:
     metrics: Metrics
     now: Callable[[], datetime]
     rng: random.Random
+    notices: Notices = field(default_factory=Notices)  # budget alerts listen here
 
     def new_seed(self) -> int:
         return self.rng.randrange(0, 2**32)

@@ -40,6 +40,8 @@ class Deliverer:
 
     async def deliver(self, job: EditJob) -> EditJob:
         ctx, request = self._ctx, job.request
+        if request.sweep is not None:
+            return job  # a sweep's cell is posted on the sweep's sheet (jobs/sheets.py)
         settings = await ctx.storage.settings.effective(job.guild_id, job.channel_id)
         channel_nsfw = not request.safety_checker  # only off in an allowed NSFW channel
         action = nsfw_action(settings.nsfw_policy, channel_nsfw)

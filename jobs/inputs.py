@@ -40,6 +40,10 @@ class Inputs:
 
     async def prepare(self, files: Sequence[InputFile]) -> list[InputRef]:
         """Download, check and re-host the member's images (deduplicated by SHA-256)."""
+        return await self.rehost(await self.inspect(files))
+
+    async def inspect(self, files: Sequence[InputFile]) -> list[ImageInfo]:
+        """Download from Discord and decode; nothing reaches fal yet."""
         if not files:
             raise BadRequest("Attach at least one image to edit.")
         config = self._ctx.config
@@ -66,9 +70,14 @@ class Inputs:
                     max_pixels=config.max_input_pixels,
                 )
             )
+        return infos
+
+    async def rehost(self, infos: Sequence[ImageInfo]) -> list[InputRef]:
+        """Put checked images on fal's storage (once per SHA-256)."""
         try:
             return [await self._rehost(info) for info in infos]
         except FalError as error:  # fal down or the key refused: not the member's doing
+            self._ctx.notices.fal_failed(error)
             raise Refused(fal_failure_text(error, self._ctx.metrics)) from None
 
     async def _rehost(self, info: ImageInfo) -> InputRef:
@@ -95,3 +104,17 @@ class Inputs:
             width=stored.width,
             height=stored.height,
         )
+
+
+def draft_refs(infos: Sequence[ImageInfo]) -> list[InputRef]:
+    """Inputs as a request needs them to be checked and priced, before any upload."""
+    return [
+        InputRef(
+            sha256=info.sha256,
+            url="",
+            content_type=info.content_type,
+            width=info.width,
+            height=info.height,
+        )
+        for info in infos
+    ]

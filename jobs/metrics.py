@@ -1,10 +1,16 @@
-"""Prometheus metrics of the job lifecycle. One registry per bot, so tests can run several."""
+"""Prometheus metrics of the job lifecycle and of the bot's event loop. One registry per bot, so
+tests can run several."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+# Event-loop lag: fine below 50 ms, where a healthy loop lives, then up to a long stall.
+_LOOP_LAG_BUCKETS = (
+    *(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05),
+    *(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 
 class Metrics:
@@ -18,6 +24,12 @@ class Metrics:
         )
         self.in_flight = Gauge(
             "flux_jobs_in_flight", "Jobs admitted and not yet finished", registry=self.registry
+        )
+        self.loop_lag = Histogram(
+            "flux_event_loop_lag_seconds",
+            "How much later than due the event loop ran the lag monitor's wake-ups",
+            buckets=_LOOP_LAG_BUCKETS,
+            registry=self.registry,
         )
         self.fal_queue_seconds = Histogram(
             "flux_fal_queue_seconds",
@@ -47,6 +59,12 @@ class Metrics:
             "flux_fal_errors",
             "fal failures seen by jobs, by type",
             ["type"],
+            registry=self.registry,
+        )
+        self.fal_ambiguous_submits = Counter(
+            "flux_fal_ambiguous_submits",
+            "Submits whose outcome fal left unclear (retried, adopted by request id, or given up)",
+            ["reason"],
             registry=self.registry,
         )
         self.discord_errors = Counter(

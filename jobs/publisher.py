@@ -8,6 +8,9 @@ from typing import Literal, Protocol
 
 from jobs.records import EditJob
 from jobs.request import EditRequest
+from jobs.sweep_plan import SweepRecipe
+from jobs.text import Words
+from storage.sweeps import Sweep
 
 Phase = Literal[
     "admitted", "queued", "running", "delivering", "delivered", "failed", "cancelled", "expired"
@@ -59,6 +62,40 @@ class Delivery:
     notes: list[str] = field(default_factory=list)
 
 
+SweepPhase = Literal["running", "posting", "done", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepStatus:
+    """The one status message of a sweep (its cells have none of their own)."""
+
+    phase: SweepPhase
+    recipe: SweepRecipe
+    started_at: datetime
+    done: int  # cells that ended, failed ones included
+    failed: int
+    note: str | None = None
+    sheet_message_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SheetCellInfo:
+    cell: int
+    label: str
+    ok: bool  # on the sheet with its image (and can be fetched from it)
+    note: str | None = None  # why not: failed, cancelled, hidden by the safety checker
+
+
+@dataclass(frozen=True, slots=True)
+class SheetDelivery:
+    recipe: SweepRecipe
+    image: ResultImage
+    cells: list[SheetCellInfo]
+    cost_usd: float  # what the delivered cells cost; failed ones were refunded
+    reencoded: bool = False
+    parent_result: tuple[int, int] | None = None  # (channel id, message id) of the result swept
+
+
 class Publisher(Protocol):
     async def show_status(self, job: EditJob, update: StatusUpdate) -> int | None:
         """Create the job's status message or edit it; returns the id when it created one."""
@@ -71,3 +108,14 @@ class Publisher(Protocol):
 
     async def notify(self, job: EditJob, text: str) -> None:
         """Tell the requester something privately where Discord allows it."""
+
+    async def show_sweep(self, sweep: Sweep, update: SweepStatus) -> int | None:
+        """Create the sweep's status message or edit it; returns the id when it created one."""
+
+    async def post_sheet(self, sweep: Sweep, sheet: SheetDelivery) -> int:
+        """Post the contact sheet (nonce derived from the sweep id); returns the message id."""
+
+    async def post_alert(self, guild_id: int, channel_id: int, text: Words) -> None:
+        """Post a message for a server's managers in the channel they chose (budget alerts);
+        it mentions nobody. Raises DeliveryForbidden when the bot can't post there, another
+        DeliveryError when Discord failed."""

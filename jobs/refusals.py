@@ -20,7 +20,10 @@ def next_month(moment: datetime) -> datetime:
     return datetime(year, month, 1, tzinfo=UTC)
 
 
-def describe_refusal(refusal: Refusal, wanted: int, limits: QuotaLimits) -> Words:
+def describe_refusal(
+    refusal: Refusal, wanted: int, limits: QuotaLimits, *, what: str = "edit"
+) -> Words:
+    """`what` names the request: "edit", or "sweep" for a group of jobs."""
     if refusal.kind == "quota":
         used, limit = int(refusal.used), int(refusal.limit)
         window = _hours(limits.window_seconds)
@@ -31,7 +34,7 @@ def describe_refusal(refusal: Refusal, wanted: int, limits: QuotaLimits) -> Word
             )
         text = f"You've used {used} of {limit} images in the last {window}"
         if wanted > 1 and used < limit:
-            text += f"; this edit makes {wanted} and you have {limit - used} left"
+            text += f"; this {what} makes {wanted} and you have {limit - used} left"
         if refusal.next_free_at is not None:
             return (text + "; the next one frees ", When(refusal.next_free_at), ".")
         return (text + ".",)
@@ -42,7 +45,7 @@ def describe_refusal(refusal: Refusal, wanted: int, limits: QuotaLimits) -> Word
         )
     if refusal.used < refusal.limit:
         text = (
-            f"This edit (about ${refusal.requested:.2f}) would take the server past its "
+            f"This {what} (about ${refusal.requested:.2f}) would take the server past its "
             f"${refusal.limit:.2f} monthly budget (${refusal.used:.2f} spent so far)"
         )
     else:

@@ -67,6 +67,7 @@ class EditOptions(BaseModel):
     acceleration: Acceleration | None = None
     expand_prompt: bool | None = None
     output_format: OutputFormat | None = None
+    preset: str | None = None  # a server preset fills what the member left unset
 
 
 class RecipeLora(BaseModel):
@@ -88,6 +89,13 @@ class InputRef(BaseModel):
     height: int
 
 
+class SweepCell(BaseModel):
+    """Marks a job as one cell of a sweep: it is posted on the sweep's sheet, not alone."""
+
+    cell: int
+    label: str
+
+
 class EditRequest(BaseModel):
     """The full recipe of one job, stored as JSON with the job and enough to rerun it."""
 
@@ -107,6 +115,8 @@ class EditRequest(BaseModel):
     output_format: OutputFormat
     safety_checker: bool
     upload_limit: int
+    preset: str | None = None  # the server preset the recipe was made with
+    sweep: SweepCell | None = None  # set on the jobs that are cells of a sweep
 
     def to_fal_input(self) -> EditInput:
         image_size: ImageSize | str
@@ -266,4 +276,5 @@ def build_request(
         output_format=options.output_format or "png",
         safety_checker=safety_checker,
         upload_limit=upload_limit,
+        preset=options.preset,
     )

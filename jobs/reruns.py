@@ -4,6 +4,7 @@ what follows the server's rerun policy; other servers' results do not exist here
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from jobs.admission import Admission
 from jobs.context import JobContext
@@ -14,6 +15,10 @@ from jobs.registry import Registry
 from jobs.request import EditOptions, InputRef, RecipeLora
 
 log = logging.getLogger(__name__)
+
+
+def _reaction_key(message_id: int, user_id: int) -> str:
+    return f"reaction:{message_id}:{user_id}"
 
 
 class Reruns:
@@ -33,6 +38,27 @@ class Reruns:
         """The job whose result is this message, on this server (for 🔁 reactions)."""
         job = await self._ctx.storage.jobs.by_result_message(message_id)
         return job if job is not None and job.guild_id == guild_id else None
+
+    async def recent_results(self, hours: int) -> list[EditJob]:
+        """Results posted in the last `hours`: where 🔁 reactions may wait unseen after a
+        restart."""
+        since = self._ctx.now() - timedelta(hours=hours)
+        return await self._ctx.storage.jobs.delivered_since(since)
+
+    async def note_reaction(self, message_id: int, user_id: int, *, fresh: bool) -> bool:
+        """Record that this member's 🔁 on this result is being handled. A live reaction is
+        always fresh (Discord only sends an add for a reaction that was not there); one found
+        at start counts only if no process recorded it before. True: handle it."""
+        key = _reaction_key(message_id, user_id)
+        stamp = self._ctx.now().isoformat()
+        if fresh:
+            await self._ctx.storage.settings.set_meta(key, stamp)
+            return True
+        return await self._ctx.storage.settings.claim_meta(key, stamp)
+
+    async def forget_reaction(self, message_id: int, user_id: int) -> None:
+        """The reaction was taken back: a new one later is a new request."""
+        await self._ctx.storage.settings.take_meta(_reaction_key(message_id, user_id))
 
     async def check_rerun(self, who: Requester, job_id: int) -> EditJob:
         """The job to rerun if the server's rerun policy lets `who` rerun it, else NotAllowed."""
@@ -71,6 +97,31 @@ class Reruns:
     ) -> EditJob:
         """A new job from a result's recipe: new seed unless given; the rerunner is charged."""
         parent = await self.check_rerun(who, job_id)
+        options, inputs, resolved = await self.recipe_of(
+            who,
+            parent,
+            seed=self._ctx.new_seed() if seed is None else seed,
+            prompt=prompt,
+            scales=scales,
+            first_input=first_input,
+        )
+        request = await self._admission.build(who, options, inputs, loras=resolved)
+        job = await self._admission.admit(who, request, parent_job_id=parent.id)
+        log.info("job %s reruns job %s for user %s", job.id, parent.id, who.user_id)
+        return job
+
+    async def recipe_of(
+        self,
+        who: Requester,
+        parent: EditJob,
+        *,
+        seed: int,
+        prompt: str | None = None,
+        scales: dict[str, float] | None = None,
+        first_input: InputRef | None = None,
+    ) -> tuple[EditOptions, list[InputRef], list[RecipeLora]]:
+        """A result's recipe as options, inputs and LoRAs resolved again (by id: a renamed LoRA
+        is still the recipe's; a removed, disabled or NSFW one is refused as in /edit)."""
         old = parent.request
         loras: list[RecipeLora] = []
         for lora in old.loras:
@@ -83,7 +134,7 @@ class Reruns:
             inputs = [first_input, *inputs[1:]]
         options = EditOptions(
             prompt=old.prompt if prompt is None else prompt,
-            seed=self._ctx.new_seed() if seed is None else seed,
+            seed=seed,
             guidance=old.guidance,
             steps=old.steps,
             size=old.size if old.size != "custom" else None,
@@ -94,7 +145,4 @@ class Reruns:
             expand_prompt=old.expand_prompt,
             output_format=old.output_format,
         )
-        request = await self._admission.build(who, options, inputs, loras=resolved)
-        job = await self._admission.admit(who, request, parent_job_id=parent.id)
-        log.info("job %s reruns job %s for user %s", job.id, parent.id, who.user_id)
-        return job
+        return options, inputs, resolved

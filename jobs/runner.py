@@ -67,8 +67,10 @@ class Runner:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop driving jobs; their state is stored and a restart continues them."""
+        """Stop driving jobs; their state is stored and a restart continues them. A submit on
+        the wire is let finish first, so its request id is stored, not lost."""
         self._closing = True
+        await self._fal.all_settled()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -144,12 +146,19 @@ class Runner:
                 )
         if not cancellable(job):
             raise NotAllowed(f"This edit is already {job.state.value}; nothing to cancel.")
+        # A submit on the wire may already be queued at fal: wait for its request id, then
+        # cancel it there, rather than forget a request fal would run and bill.
+        await self._fal.settled(job_id)
         await self._stop_task(job_id)
         job = await self._transitions.reload(job_id)
         if job.state == JobState.COMPLETED:
             self.spawn(job_id)  # it finished meanwhile: deliver it after all
             raise NotAllowed("This edit just finished; the result is on its way.")
-        await self._fal.cancel(job, "on cancel")
+        if job.state in TERMINAL_STATES:
+            raise NotAllowed(f"This edit is already {job.state.value}; nothing to cancel.")
+        if await self._fal.cancel(job, "on cancel") == "already_completed":
+            self.spawn(job_id)  # fal finished it before the cancel arrived: deliver it
+            raise NotAllowed("This edit just finished; the result is on its way.")
         await self._status.end(
             job_id, JobState.CANCELLED, f"cancelled by {who.user_id}", note=False
         )
@@ -157,6 +166,7 @@ class Runner:
 
     async def abandon(self, job_id: int) -> None:
         """Stop a job that may already be at fal, and refund it."""
+        await self._fal.settled(job_id)
         await self._stop_task(job_id)
         job = await self._transitions.reload(job_id)
         await self._fal.cancel(job, "on abandon")

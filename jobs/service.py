@@ -2,7 +2,9 @@
 hands each caller the piece it needs; the rules live in the rooms, not here.
 
     admission → runner (at_fal → outputs) → delivery, with status and transitions beside them;
-    registry, server_policy and usage for what managers and members change and read.
+    registry, server_policy and usage for what managers and members change and read;
+    setup_check, spend and alerts for the first five minutes and the money at a glance;
+    sweeps (a group of jobs) → sheets (their one contact sheet), presets and compare.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ from datetime import UTC, datetime
 
 from client.fal import FalClient
 from jobs.admission import Admission, Started
+from jobs.alerts import BudgetAlerts
 from jobs.at_fal import AtFal
+from jobs.compare import Compare
 from jobs.context import JobConfig, JobContext
 from jobs.delivery import Deliverer
+from jobs.forms import FormDrafts
 from jobs.inputs import InputFile, Inputs
 from jobs.metrics import Metrics
 from jobs.outputs import Outputs
 from jobs.policy import Requester
+from jobs.presets import Presets
 from jobs.publisher import Publisher
 from jobs.records import EditJob, EditStorage
 from jobs.registry import Registry
@@ -27,7 +33,11 @@ from jobs.request import EditOptions, InputRef
 from jobs.reruns import Reruns
 from jobs.runner import Runner
 from jobs.server_policy import ServerPolicy
+from jobs.setup_check import SetupCheck
+from jobs.sheets import Sheets
+from jobs.spend import SpendViews
 from jobs.status import StatusBoard
+from jobs.sweeps import Sweeps
 from jobs.transitions import Transitions
 from jobs.usage import UsageViews
 from storage.models import JobState
@@ -66,11 +76,24 @@ class JobService:
         at_fal = AtFal(ctx, self.transitions, self.status, outputs)
         self.runner = Runner(ctx, self.transitions, self.status, at_fal, deliverer)
         self.inputs = Inputs(ctx)
+        self.sheets = Sheets(ctx, self.transitions, outputs, self.inputs)
         self.registry = Registry(storage.loras, config.max_loras_per_server)
         self.policy = ServerPolicy(storage.settings, storage.quotas)
         self.usage = UsageViews(storage, self.policy)
-        self.admission = Admission(ctx, self.inputs, self.registry, self.runner, self.status)
+        self.presets = Presets(storage.presets, storage.loras)
+        self.admission = Admission(
+            ctx, self.inputs, self.registry, self.runner, self.status, self.presets
+        )
         self.reruns = Reruns(ctx, self.admission, self.registry)
+        self.compare = Compare(ctx, self.reruns)
+        self.sweeps = Sweeps(
+            ctx, self.admission, self.inputs, self.registry, self.reruns, self.runner, self.sheets
+        )
+        self.forms = FormDrafts(storage.settings)
+        self.setup = SetupCheck(storage)
+        self.spend = SpendViews(storage, now)
+        self.alerts = BudgetAlerts(ctx, self.policy)
+        ctx.notices.listen(self.alerts)
 
     # ------------------------------------------------------------------ starting work
 
@@ -112,7 +135,7 @@ class JobService:
     # ------------------------------------------------------------------ the process
 
     async def recover(self) -> int:
-        return await self.runner.recover()
+        return await self.runner.recover() + await self.sheets.recover()
 
     async def probe_storage(self) -> None:
         """A small write, so a health check learns whether the database still takes writes."""
@@ -123,6 +146,12 @@ class JobService:
 
     async def wait_idle(self) -> None:
         await self.runner.wait_idle()
+        await self.sheets.wait_idle()
+        await self._ctx.notices.wait_idle()
 
     async def close(self) -> None:
-        await self.runner.close()
+        try:
+            await self.runner.close()
+            await self.sheets.close()
+        finally:
+            await self._ctx.notices.close()

@@ -120,6 +120,12 @@ class StatusBoard:
             job = await self._transitions.reload(job_id)
             if job.state in TERMINAL_STATES and update.phase in _PROGRESS_PHASES:
                 return  # a throttled progress update that lost the race to the final one
+            if job.request.sweep is not None:
+                # A sweep's cell has no status message: the sweep's shows it (jobs/sheets.py).
+                if job.state in TERMINAL_STATES:
+                    self._locks.pop(job_id, None)
+                    await self._ctx.storage.jobs.mark_announced(job_id)
+                return
             try:
                 created = await self._ctx.publisher.show_status(job, update)
             except DeliveryError:

@@ -1,4 +1,4 @@
-"""Words for members, with the parts only the chat can render: moments and channel links.
+"""Words for members, with the parts only the chat can render: moments, channels and roles.
 
 The domain says *what* to show (a time, a channel); the Discord adapter turns each part into
 its markup (`cogs/utils/render.py`). `str()` of a part is a plain fallback for logs.
@@ -33,7 +33,15 @@ class ChannelRef:
         return f"channel {self.id}"
 
 
-Part = str | When | ChannelRef
+@dataclass(frozen=True, slots=True)
+class RoleRef:
+    id: int
+
+    def __str__(self) -> str:
+        return f"role {self.id}"
+
+
+Part = str | When | ChannelRef | RoleRef
 Words = tuple[Part, ...]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from jobs.context import JobContext
@@ -18,6 +19,11 @@ class Transitions:
     def __init__(self, ctx: JobContext) -> None:
         self._ctx = ctx
         self._changed = asyncio.Condition()
+        self._watchers: list[Callable[[EditJob], None]] = []
+
+    def watch(self, callback: Callable[[EditJob], None]) -> None:
+        """Call `callback` with the job after each stored transition (it must not block)."""
+        self._watchers.append(callback)
 
     async def reload(self, job_id: int) -> EditJob:
         job = await self._ctx.storage.jobs.get(job_id)
@@ -43,6 +49,8 @@ class Transitions:
         if to == JobState.DELIVERED and job.completed_at is not None:
             delivered_in = (ctx.now() - job.completed_at).total_seconds()
             ctx.metrics.delivery_seconds.observe(max(0.0, delivered_in))
+        for watcher in self._watchers:
+            watcher(job)
         async with self._changed:
             self._changed.notify_all()
         return job

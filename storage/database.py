@@ -19,8 +19,11 @@ from .jobs import JobRepository
 from .loras import LoraRepository
 from .models import Job, RequestT, ResultT
 from .postgres import PostgresConnection, is_postgres_url
+from .presets import PresetRepository
 from .quotas import QuotaRepository
 from .settings import SettingsRepository
+from .spend import SpendRepository
+from .sweeps import SweepRepository
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,7 @@ Backend = Literal["sqlite", "postgresql"]
 
 
 class Storage(Generic[RequestT, ResultT]):
-    """Everything the bot keeps: one database, five repositories."""
+    """Everything the bot keeps: one database (SQLite or PostgreSQL), its repositories."""
 
     def __init__(
         self, conn: Database, schema_version: int, job_model: type[Job[RequestT, ResultT]]
@@ -41,6 +44,9 @@ class Storage(Generic[RequestT, ResultT]):
         self.quotas = QuotaRepository(conn)
         self.settings = SettingsRepository(conn)
         self.inputs = InputRepository(conn)
+        self.spend = SpendRepository(conn)
+        self.presets = PresetRepository(conn)
+        self.sweeps = SweepRepository(conn, job_model)
 
     @property
     def backend(self) -> Backend:

@@ -117,6 +117,57 @@ def _stored_equals(row: Row, column: str, value: Any) -> bool:
     return bool(stored == _plain(value))
 
 
+async def insert(tx: Tx, new: NewJob[Any], *, now: datetime, budget: float | None = None) -> Row:
+    """Write an admitted job and its quota reservation. Runs inside the write transaction of
+    an admission that has checked the limits (here, or for a group in sweeps.py), after the
+    member's lock; raises quotas.BudgetRaced when the month's spend passed `budget`
+    meanwhile (another process, on PostgreSQL)."""
+    cost = to_micro_usd(new.cost_usd)
+    params = {
+        "guild_id": new.guild_id,
+        "channel_id": new.channel_id,
+        "user_id": new.user_id,
+        "request": _dumps(new.request),
+        "fal_input": _dumps(new.fal_input),
+        "images": new.images,
+        "cost": cost,
+        "parent": new.parent_job_id,
+        "request_message_id": new.request_message_id,
+        "seed": new.seed,
+        "lora_ids": _dumps(new.lora_ids),
+        "deadline_at": to_us(new.deadline_at),
+        "now": to_us(now),
+    }
+    try:
+        row = await tx.fetchrow(
+            """INSERT INTO jobs (guild_id, channel_id, user_id, state, request, fal_input,
+                                 images, cost_micro_usd, parent_job_id,
+                                 request_message_id, seed, lora_ids, deadline_at,
+                                 created_at, updated_at)
+               VALUES (:guild_id, :channel_id, :user_id, 'admitted', :request, :fal_input,
+                       :images, :cost, :parent, :request_message_id, :seed, :lora_ids,
+                       :deadline_at, :now, :now)
+               RETURNING *""",
+            params,
+        )
+    except ConstraintError as error:
+        if new.parent_job_id is not None and error.kind == "foreign_key":
+            raise JobNotFound(new.parent_job_id) from error
+        raise
+    assert row is not None  # INSERT … RETURNING returns the row
+    await quotas.reserve(
+        tx,
+        guild_id=new.guild_id,
+        user_id=new.user_id,
+        job_id=row["id"],
+        images=new.images,
+        cost_micro_usd=cost,
+        now=now,
+        budget=budget,
+    )
+    return row
+
+
 class JobRepository(Generic[RequestT, ResultT]):
     """Jobs come back as `model`: the plain `Job` keeps payloads as JSON dicts; the bot passes
     `Job[ItsRequest, ItsResult]` so every job it reads is typed."""
@@ -132,22 +183,6 @@ class JobRepository(Generic[RequestT, ResultT]):
         and, if all fit, write the job (admitted) and its reservation: one transaction, so
         concurrent admissions, from any number of tasks or processes, never exceed a limit."""
         moment = utc(now)
-        cost = to_micro_usd(new.cost_usd)
-        params = {
-            "guild_id": new.guild_id,
-            "channel_id": new.channel_id,
-            "user_id": new.user_id,
-            "request": _dumps(new.request),
-            "fal_input": _dumps(new.fal_input),
-            "images": new.images,
-            "cost": cost,
-            "parent": new.parent_job_id,
-            "request_message_id": new.request_message_id,
-            "seed": new.seed,
-            "lora_ids": _dumps(new.lora_ids),
-            "deadline_at": to_us(new.deadline_at),
-            "now": to_us(moment),
-        }
 
         async def work(tx: Tx) -> Row | Refusal:
             # The member's lock first: their window and jobs in flight cannot change until
@@ -158,40 +193,13 @@ class JobRepository(Generic[RequestT, ResultT]):
                 guild_id=new.guild_id,
                 user_id=new.user_id,
                 images=new.images,
-                cost_micro_usd=cost,
+                cost_micro_usd=to_micro_usd(new.cost_usd),
                 limits=limits,
                 now=moment,
             )
             if refusal is not None:
                 return refusal
-            try:
-                row = await tx.fetchrow(
-                    """INSERT INTO jobs (guild_id, channel_id, user_id, state, request, fal_input,
-                                         images, cost_micro_usd, parent_job_id,
-                                         request_message_id, seed, lora_ids, deadline_at,
-                                         created_at, updated_at)
-                       VALUES (:guild_id, :channel_id, :user_id, 'admitted', :request, :fal_input,
-                               :images, :cost, :parent, :request_message_id, :seed, :lora_ids,
-                               :deadline_at, :now, :now)
-                       RETURNING *""",
-                    params,
-                )
-            except ConstraintError as error:
-                if new.parent_job_id is not None and error.kind == "foreign_key":
-                    raise JobNotFound(new.parent_job_id) from error
-                raise
-            assert row is not None  # INSERT … RETURNING returns the row
-            await quotas.reserve(
-                tx,
-                guild_id=new.guild_id,
-                user_id=new.user_id,
-                job_id=row["id"],
-                images=new.images,
-                cost_micro_usd=cost,
-                now=moment,
-                budget=limits.monthly_budget_usd,
-            )
-            return row
+            return await insert(tx, new, now=moment, budget=limits.monthly_budget_usd)
 
         try:
             outcome = await self._conn.write(work)
@@ -326,6 +334,14 @@ class JobRepository(Generic[RequestT, ResultT]):
         return await self._select(
             f"SELECT * FROM jobs WHERE guild_id = ? AND state IN ({_UNFINISHED_SQL}) ORDER BY id",
             (guild_id,),
+        )
+
+    async def delivered_since(self, since: datetime) -> builtins.list[Job[RequestT, ResultT]]:
+        """Results posted at or after `since`, oldest first."""
+        return await self._select(
+            "SELECT * FROM jobs WHERE state = 'delivered' AND result_message_id IS NOT NULL"
+            " AND finished_at >= ? ORDER BY id",
+            (to_us(utc(since)),),
         )
 
     async def by_result_message(self, message_id: int) -> Job[RequestT, ResultT] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, TypedDict
 
@@ -237,6 +237,20 @@ class MemberUsage(_Model):
     usd_month: float
 
 
+class DaySpend(_Model):
+    """One UTC day of a server's month: what it spent and how many images."""
+
+    day: date
+    usd: float
+    images: int
+
+
+class LoraImages(_Model):
+    lora_id: int
+    name: str
+    images: int
+
+
 # --- Settings ---------------------------------------------------------------------------------
 
 NsfwPolicy = Literal["block", "spoiler", "allow_in_nsfw_channels"]
@@ -262,6 +276,7 @@ class GuildSettings(_Model):
     max_steps: Annotated[int, Field(ge=4, le=50)] = 50
     manager_roles: list[int] = Field(default_factory=list)
     channel_rules: dict[int, ChannelRule] = Field(default_factory=dict)
+    alerts_channel_id: int | None = None  # budget alerts go here; None: off
 
     def channel_allowed(self, channel_id: int) -> bool:
         """With any "allow" rule only allowed channels work; otherwise all but denied ones."""

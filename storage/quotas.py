@@ -226,6 +226,33 @@ class QuotaRepository:
     def __init__(self, conn: Database) -> None:
         self._conn = conn
 
+    async def would_refuse(
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        images: int,
+        cost_usd: float,
+        limits: QuotaLimits,
+        now: datetime | None = None,
+    ) -> Refusal | None:
+        """The refusal `JobRepository.admit` would give this request now (a read: the binding
+        check is admit's own), so a request that cannot fit is refused before any work."""
+        moment = utc(now)
+
+        async def work(tx: Tx) -> Refusal | None:
+            return await check_admission(
+                tx,
+                guild_id=guild_id,
+                user_id=user_id,
+                images=images,
+                cost_micro_usd=to_micro_usd(cost_usd),
+                limits=limits,
+                now=moment,
+            )
+
+        return await self._conn.read(work)
+
     async def usage(
         self,
         guild_id: int,

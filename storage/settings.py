@@ -161,6 +161,28 @@ class SettingsRepository:
 
         return await self._conn.read(work)
 
+    async def claim_meta(self, key: str, value: str) -> bool:
+        """Write the key only if it is not there yet; True when this call wrote it (a claim
+        that two processes, or two restarts, can't both win)."""
+
+        async def work(tx: Tx) -> bool:
+            written = await tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, value),
+            )
+            return written == 1
+
+        return await self._conn.write(work)
+
+    async def take_meta(self, key: str) -> str | None:
+        """Read and delete a value in one step (one-shot records such as form drafts)."""
+
+        async def work(tx: Tx) -> str | None:
+            value = await tx.fetchval("DELETE FROM meta WHERE key = ? RETURNING value", (key,))
+            return None if value is None else str(value)
+
+        return await self._conn.write(work)
+
     async def set_meta(self, key: str, value: str) -> None:
         async def work(tx: Tx) -> None:
             await tx.execute(
@@ -170,3 +192,19 @@ class SettingsRepository:
             )
 
         await self._conn.write(work)
+
+    async def alert_channels(self) -> dict[int, int]:
+        """Every server that named a budget-alerts channel: server id → channel id."""
+
+        async def work(tx: Tx) -> dict[int, int]:
+            # Read as JSON here rather than with SQL's JSON functions, which differ per
+            # backend; one row per server that saved settings.
+            rows = await tx.fetch("SELECT guild_id, settings FROM guild_settings")
+            found = {int(row["guild_id"]): _guild(str(row["settings"])) for row in rows}
+            return {
+                guild: settings.alerts_channel_id
+                for guild, settings in found.items()
+                if settings.alerts_channel_id is not None
+            }
+
+        return await self._conn.read(work)

@@ -29,7 +29,8 @@ from .postgres import PostgresConnection, is_postgres_url
 
 log = logging.getLogger(__name__)
 
-# Foreign-key order: a job's parent has a smaller id, and the ledger follows the jobs.
+# Foreign-key order: a job's parent has a smaller id, the ledger and sweeps follow the jobs,
+# a sweep's cells follow it. Every table the migrations create, but schema_migrations.
 TABLES = (
     "loras",
     "lora_changes",
@@ -40,8 +41,12 @@ TABLES = (
     "channel_settings",
     "inputs",
     "meta",
+    "budget_alerts",
+    "presets",
+    "sweeps",
+    "sweep_cells",
 )
-IDENTITY_TABLES = ("loras", "lora_changes", "jobs")
+IDENTITY_TABLES = ("loras", "lora_changes", "jobs", "presets", "sweeps")
 CHUNK = 2_000
 
 

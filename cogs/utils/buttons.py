@@ -8,12 +8,15 @@ from typing import Final
 import discord
 
 CANCEL_TEMPLATE: Final = r"job:(?P<id>\d+):cancel"
-RESULT_TEMPLATE: Final = r"job:(?P<id>\d+):(?P<action>rerun|tweak|reuse|delete)"
+RESULT_TEMPLATE: Final = r"job:(?P<id>\d+):(?P<action>rerun|tweak|reuse|sweep|compare|delete)"
 
+# In order; Delete goes on a row of its own, away from the others.
 RESULT_ACTIONS: Final[dict[str, tuple[str, str, discord.ButtonStyle]]] = {
     "rerun": ("Rerun", "🔁", discord.ButtonStyle.primary),
     "tweak": ("Tweak", "🛠️", discord.ButtonStyle.secondary),
     "reuse": ("Use as input", "➡️", discord.ButtonStyle.secondary),
+    "sweep": ("Sweep", "🎚️", discord.ButtonStyle.secondary),
+    "compare": ("Compare", "🌓", discord.ButtonStyle.secondary),
     "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
 }
 
@@ -27,7 +30,11 @@ def cancel_button(job_id: int, label: str = "Cancel") -> discord.ui.Button[disco
 def result_button(job_id: int, action: str) -> discord.ui.Button[discord.ui.View]:
     label, emoji, style = RESULT_ACTIONS[action]
     return discord.ui.Button(
-        label=label, emoji=emoji, style=style, custom_id=f"job:{job_id}:{action}"
+        label=label,
+        emoji=emoji,
+        style=style,
+        custom_id=f"job:{job_id}:{action}",
+        row=1 if action == "delete" else 0,
     )
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, cast
 import discord
 
 from jobs.errors import MemberError
+from jobs.forms import EditDraft
 from jobs.policy import Requester
 
 if TYPE_CHECKING:
@@ -82,10 +83,29 @@ def requester_from(interaction: discord.Interaction) -> Requester:
     )
 
 
-def requester_from_reaction(
-    bot: discord.Client, payload: discord.RawReactionActionEvent
-) -> Requester:
-    guild = bot.get_guild(payload.guild_id or 0)
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """A member's 🔁 on a message: from the gateway, or found at start (catch-up)."""
+
+    guild_id: int
+    channel_id: int
+    message_id: int
+    user_id: int
+    member: discord.Member | None
+
+    @classmethod
+    def from_event(cls, payload: discord.RawReactionActionEvent) -> Reaction:
+        return cls(
+            payload.guild_id or 0,
+            payload.channel_id,
+            payload.message_id,
+            payload.user_id,
+            payload.member,
+        )
+
+
+def requester_from_reaction(bot: discord.Client, payload: Reaction) -> Requester:
+    guild = bot.get_guild(payload.guild_id)
     channel = guild.get_channel_or_thread(payload.channel_id) if guild else None
     member = payload.member
     perms = (
@@ -94,7 +114,7 @@ def requester_from_reaction(
         else discord.Permissions.none()
     )
     return make_requester(
-        guild_id=payload.guild_id or 0,
+        guild_id=payload.guild_id,
         channel_id=payload.channel_id,
         channel=channel,
         user=member or discord.Object(payload.user_id),
@@ -135,10 +155,31 @@ class AttachmentInput:
         return await self.attachment.read()
 
 
-def attachment_inputs(attachments: list[discord.Attachment]) -> list[AttachmentInput]:
-    """image, image2, image3: the labels members see in /edit's options and in messages."""
-    labels = ("image", "image2", "image3")
-    return [AttachmentInput(label, a) for label, a in zip(labels, attachments, strict=False)]
+IMAGE_LABELS = ("image", "image2", "image3")  # as members see them in /edit's options
+
+
+@dataclass
+class CdnAttachmentInput:
+    """An attachment known by its Discord CDN URL only (from a stored form draft)."""
+
+    label: str
+    url: str
+    filename: str
+    size: int
+    http: discord.http.HTTPClient = field(repr=False)
+
+    def discard(self) -> None:
+        pass
+
+    async def read(self) -> bytes:
+        return await self.http.get_from_cdn(self.url)
+
+
+def draft_inputs(bot: discord.Client, draft: EditDraft) -> list[CdnAttachmentInput]:
+    return [
+        CdnAttachmentInput(label, image.url, image.filename, image.size, bot.http)
+        for label, image in zip(IMAGE_LABELS, draft.images, strict=False)
+    ]
 
 
 def _retrieve(task: asyncio.Task[bytes]) -> None:

@@ -3,9 +3,11 @@ the domain's one `start_edit`, and point the member at the new job."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import discord
 
-from cogs.utils.context import AttachmentInput, flux_bot, requester_from
+from cogs.utils.context import AttachmentInput, CdnAttachmentInput, flux_bot, requester_from
 from cogs.utils.render import started_text
 from cogs.utils.replies import reply
 from jobs.request import EditOptions
@@ -14,7 +16,7 @@ from jobs.request import EditOptions
 async def start_edit(
     interaction: discord.Interaction,
     options: EditOptions,
-    files: list[AttachmentInput],
+    files: Sequence[AttachmentInput | CdnAttachmentInput],
     *,
     note: str = "",
 ) -> None:

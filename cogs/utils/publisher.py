@@ -1,4 +1,5 @@
-"""The domain's Publisher, on Discord: status messages, result messages, private notes."""
+"""The domain's Publisher, on Discord: status messages, result messages, private notes, and
+alerts for a server's managers."""
 
 from __future__ import annotations
 
@@ -11,16 +12,29 @@ import discord
 from discord.ext import commands
 
 from cogs.utils.buttons import result_view, status_view
-from cogs.utils.render import RERUN_EMOJI, recipe_embed, status_text
+from cogs.utils.render import MESSAGE_MAX, RERUN_EMOJI, markup, recipe_embed, status_text
+from cogs.utils.studio import (
+    sheet_embed,
+    sheet_nonce,
+    sheet_view,
+    sweep_status_text,
+)
+from cogs.utils.studio import (
+    status_nonce as sweep_status_nonce,
+)
 from jobs.metrics import Metrics
 from jobs.publisher import (
     Delivery,
     DeliveryError,
     DeliveryForbidden,
     DeliveryTooLarge,
+    SheetDelivery,
     StatusUpdate,
+    SweepStatus,
 )
 from jobs.records import EditJob
+from jobs.text import Words
+from storage.sweeps import Sweep
 
 log = logging.getLogger(__name__)
 
@@ -155,3 +169,71 @@ class DiscordPublisher:
             await user.send(f"About your edit #{job.id}: {text}", allowed_mentions=mentions)
         except discord.HTTPException:
             log.warning("job %s: could not tell member %s: %s", job.id, job.user_id, text)
+
+    # ------------------------------------------------------------------ sweeps
+
+    async def show_sweep(self, sweep: Sweep, update: SweepStatus) -> int | None:
+        content = sweep_status_text(sweep, update)
+        channel = self.bot.get_partial_messageable(sweep.channel_id, guild_id=sweep.guild_id)
+        mentions = discord.AllowedMentions.none()
+        try:
+            if sweep.status_message_id is None:
+                message = await channel.send(
+                    content, nonce=sweep_status_nonce(sweep.id), allowed_mentions=mentions
+                )
+                return message.id
+            await channel.get_partial_message(sweep.status_message_id).edit(
+                content=content, allowed_mentions=mentions
+            )
+        except discord.NotFound as error:
+            if sweep.status_message_id is not None:
+                log.info("sweep %s: its status message was deleted", sweep.id)
+                return None
+            raise _translate(error, sweep.channel_id, self.metrics) from error
+        except discord.HTTPException as error:
+            raise _translate(error, sweep.channel_id, self.metrics) from error
+        return None
+
+    async def post_sheet(self, sweep: Sweep, sheet: SheetDelivery) -> int:
+        image = sheet.image
+        file = discord.File(io.BytesIO(image.data), filename=image.filename, spoiler=image.spoiler)
+        reply: dict[str, Any] = {}
+        if sweep.status_message_id is not None:
+            reply["reference"] = discord.MessageReference(
+                message_id=sweep.status_message_id,
+                channel_id=sweep.channel_id,
+                guild_id=sweep.guild_id,
+                fail_if_not_exists=False,
+            )
+        view = sheet_view(sweep.id, sheet.cells)
+        channel = self.bot.get_partial_messageable(sweep.channel_id, guild_id=sweep.guild_id)
+        try:
+            message = await channel.send(
+                f"<@{sweep.user_id}>",
+                embed=sheet_embed(sweep, sheet),
+                file=file,
+                view=view or discord.utils.MISSING,
+                nonce=sheet_nonce(sweep.id),
+                **reply,
+                allowed_mentions=discord.AllowedMentions(
+                    everyone=False, roles=False, users=[discord.Object(sweep.user_id)]
+                ),
+            )
+        except discord.HTTPException as error:
+            raise _translate(error, sweep.channel_id, self.metrics) from error
+        return message.id
+
+    async def post_alert(self, guild_id: int, channel_id: int, text: Words) -> None:
+        channel = self.bot.get_partial_messageable(channel_id, guild_id=guild_id)
+        try:
+            await channel.send(
+                markup(text)[:MESSAGE_MAX], allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.Forbidden as error:
+            raise DeliveryForbidden(f"I may not post in <#{channel_id}>.") from error
+        except discord.NotFound as error:
+            raise DeliveryForbidden(f"The channel <#{channel_id}> is gone.") from error
+        except discord.HTTPException as error:
+            if self.metrics is not None:
+                self.metrics.discord_errors.labels(status=str(error.status)).inc()
+            raise DeliveryError("Discord didn't accept the alert.") from error

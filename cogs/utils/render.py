@@ -11,7 +11,7 @@ import discord
 from jobs.publisher import Delivery, StatusUpdate
 from jobs.records import EditJob
 from jobs.request import MATCH_INPUT, EditRequest
-from jobs.text import ChannelRef, TimeStyle, When, Words, plural
+from jobs.text import ChannelRef, RoleRef, TimeStyle, When, Words, plural
 
 MESSAGE_MAX = 2000
 EMBED_DESCRIPTION_MAX = 4096
@@ -47,6 +47,8 @@ def markup(parts: Words) -> str:
             out.append(timestamp(part.moment, part.style))
         elif isinstance(part, ChannelRef):
             out.append(f"<#{part.id}>")
+        elif isinstance(part, RoleRef):
+            out.append(f"<@&{part.id}>")  # shown as the role; replies never ping it
         else:
             out.append(part)
     return "".join(out)
@@ -118,6 +120,8 @@ def recipe_embed(job: EditJob, delivery: Delivery, guild_id: int) -> discord.Emb
         colour=discord.Colour.blurple(),
     )
     embed.add_field(name="LoRAs", value=lora_lines(request), inline=False)
+    if request.preset:
+        embed.add_field(name="Preset", value=f"`{request.preset}`", inline=False)
     embed.add_field(name="Seed", value=str(delivery.seed))
     embed.add_field(name="Guidance", value=f"{request.guidance:g}")
     embed.add_field(name="Steps", value=str(request.steps))

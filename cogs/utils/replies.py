@@ -23,6 +23,7 @@ async def reply(
     embed: discord.Embed | None = None,
     view: discord.ui.View | None = None,
     file: discord.File | None = None,
+    files: list[discord.File] | None = None,
 ) -> None:
     """Answer an interaction whether or not it was deferred; never raises."""
     text = text[:MESSAGE_MAX]  # a longer answer is refused by Discord and the member sees nothing
@@ -36,6 +37,7 @@ async def reply(
                 embed=embed or missing,
                 view=view or missing,
                 file=file or missing,
+                files=files or missing,
             )
         else:
             await interaction.followup.send(
@@ -45,6 +47,7 @@ async def reply(
                 embed=embed or missing,
                 view=view or missing,
                 file=file or missing,
+                files=files or missing,
             )
     except discord.HTTPException:
         log.warning("could not answer interaction %s", interaction.id, exc_info=True)

@@ -1,5 +1,6 @@
-"""Base classes for views, modals and persistent buttons: an exception in their callbacks
-reaches the member through the same answer as a command's (`replies.answer_error`)."""
+"""Base classes for views and persistent buttons: an exception in their callbacks reaches the
+member through the same answer as a command's (`replies.answer_error`). Modals are forms
+handled by custom id (`forms.py`), answered the same way."""
 
 from __future__ import annotations
 
@@ -13,14 +14,6 @@ from cogs.utils.replies import answer_error
 class View(discord.ui.View):
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any], /
-    ) -> None:
-        await answer_error(interaction, error)
-
-
-class Modal(discord.ui.Modal):
-    # discord.py's Modal narrows BaseView.on_error (no item); the override follows Modal's.
-    async def on_error(  # type: ignore[override]
-        self, interaction: discord.Interaction, error: Exception, /
     ) -> None:
         await answer_error(interaction, error)
 

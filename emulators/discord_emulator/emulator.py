@@ -23,6 +23,7 @@ from .errors import EmulatorError
 from .faults import FaultRule, Faults
 from .gateway import GatewayHub, Session
 from .messages import Attachment, Message, guess_content_type
+from .ratelimits import RateLimits
 from .rest import RecordedRequest, RestApi
 from .snowflakes import Snowflakes
 from .state import EmulatorState
@@ -50,6 +51,7 @@ class DiscordEmulator(MemberActions):
         app_part = base64.b64encode(str(self.world.application_id).encode()).decode().rstrip("=")
         self.token = f"{app_part}.emu.{secrets.token_urlsafe(27)}"
         self.faults = Faults()
+        self.rate_limits = RateLimits(self.clock)
         self.hub = GatewayHub(self.state, self.token)
         self.rest = RestApi(self)
         # Discord only sends interactions for registered commands; set False to skip the check.
@@ -311,12 +313,24 @@ class DiscordEmulator(MemberActions):
         return (guild or self.guild).role(name)
 
     def add_guild(
-        self, name: str = "Second Server", *, members: tuple[str, ...] | None = None
+        self,
+        name: str = "Second Server",
+        *,
+        members: tuple[str, ...] | None = None,
+        system_channel: str | None = None,
+        join: bool = True,
     ) -> Guild:
-        """A second server laid out like the first, for isolation tests (joins live sessions)."""
-        guild = self.world.add_guild(name, members=members)
-        self.hub.guild_create(guild)
+        """A second server laid out like the first, for isolation tests. The bot joins it at once
+        (a GUILD_CREATE without `unavailable`, which discord.py reports as `on_guild_join`);
+        with `join=False` the test may change the guild first and then call `join_guild`."""
+        guild = self.world.add_guild(name, members=members, system_channel=system_channel)
+        if join:
+            self.join_guild(guild)
         return guild
+
+    def join_guild(self, guild: Guild) -> None:
+        """The bot was just added to `guild`: live sessions get its GUILD_CREATE."""
+        self.hub.guild_create(guild)
 
     def add_member(
         self, guild: Guild, username: str, roles: list[Role] | tuple[Role, ...] = ()

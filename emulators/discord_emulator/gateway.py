@@ -185,6 +185,7 @@ class GatewayHub:
             return
         if frame.op == HEARTBEAT:
             connection.send({"op": HEARTBEAT_ACK, "d": None})
+            self._state.record("heartbeat", connection.session)
         elif frame.op == IDENTIFY:
             await self._identify(connection, frame.d)
         elif frame.op == RESUME:

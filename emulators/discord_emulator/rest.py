@@ -23,6 +23,7 @@ from .errors import DiscordHTTPError, field_error, forbidden, invalid_form, not_
 from .messages import StoredFile, emoji_key
 from .payloads import ApplicationCommand, CreateDM, check_command_counts, parse
 from .permissions import Permission
+from .ratelimits import Verdict
 from .world import Channel, Guild
 
 if TYPE_CHECKING:
@@ -141,9 +142,20 @@ class RestApi:
         if self.latency:
             await asyncio.sleep(self.latency)  # the latency knob; the only sleep in REST
         fault = self.emu.faults.take(request.method, path)
+        limited = self._rate_limit(request)
         response: web.StreamResponse
         if fault is not None:
             response = fault.response()
+        elif limited is not None and limited.retry_after is not None:
+            response = json_response(
+                {
+                    "message": "You are being rate limited.",
+                    "retry_after": limited.retry_after,
+                    "global": False,
+                    "code": 0,
+                },
+                429,
+            )
         else:
             try:
                 token_route = path.startswith(("/interactions/", "/webhooks/"))
@@ -161,9 +173,19 @@ class RestApi:
                 self.internal_errors.append(f"{request.method} {redact(path)}: {error!r}")
                 record.code = 0
                 response = json_response({"message": f"emulator error: {error!r}", "code": 0}, 400)
+        if limited is not None and fault is None:
+            response.headers.update(limited.headers)
         record.status = response.status
         self.state.record("request", record)
         return response
+
+    def _rate_limit(self, request: web.Request) -> Verdict | None:
+        """Count the request on its route's bucket (unknown routes have none)."""
+        resource = request.match_info.route.resource
+        if resource is None or request.match_info.route.handler == self.unknown:
+            return None
+        template = resource.canonical.removeprefix(API_PREFIX)
+        return self.emu.rate_limits.take(request.method, template, request.match_info)
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
         route = f"{request.method} {redact(request.path.removeprefix(API_PREFIX))}"

@@ -197,6 +197,8 @@ class Guild:
     members: dict[int, Member] = field(default_factory=dict)
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     locale: str = "en-US"
+    # Where Discord posts join notices and where bots usually say hello; None: turned off.
+    system_channel_id: int | None = None
     # Integration settings → command permission overrides: command name → {role/user id: allowed}.
     command_overrides: dict[str, dict[int, bool]] = field(default_factory=dict)
 
@@ -243,7 +245,7 @@ class Guild:
             "premium_tier": 0,
             "premium_subscription_count": 0,
             "premium_progress_bar_enabled": False,
-            "system_channel_id": None,
+            "system_channel_id": _opt_str(self.system_channel_id),
             "system_channel_flags": 0,
             "rules_channel_id": None,
             "public_updates_channel_id": None,
@@ -328,8 +330,15 @@ class World:
     def _joined_at(self, snowflake: int) -> str:
         return iso(snowflake_time(snowflake))
 
-    def add_guild(self, name: str, *, members: tuple[str, ...] | None = None) -> Guild:
-        """A guild laid out like the default one; `members` limits which default members join."""
+    def add_guild(
+        self,
+        name: str,
+        *,
+        members: tuple[str, ...] | None = None,
+        system_channel: str | None = None,
+    ) -> Guild:
+        """A guild laid out like the default one; `members` limits which default members join,
+        `system_channel` names the channel set as its system channel (none by default)."""
         guild = Guild(id=self.ids.next(), name=name, owner_id=self.owner.id)
         guild.roles[guild.id] = Role(guild.id, guild.id, "@everyone", int(EVERYONE_DEFAULT), 0)
         by_name: dict[str, Role] = {}
@@ -368,6 +377,8 @@ class World:
             "read-only",
             overwrites=[Overwrite(bot, MEMBER_OVERWRITE, deny=int(Permission.SEND_MESSAGES))],
         )
+        if system_channel is not None:
+            guild.system_channel_id = guild.channel(system_channel).id
         self.guilds[guild.id] = guild
         return guild
 

@@ -1,8 +1,9 @@
 """Pillow helpers: decode inputs, render outputs that visibly derive from the first input.
 
 An output is input 1 resized to the requested size and blended with a colour chosen by the
-seed and the image's index, so a test can check both where an output came from and which
-seed made it (`expected_pixel`).
+seed, the image's index and the LoRAs with their scales (as a model's output changes with a
+LoRA's strength), so a test can check where an output came from and which seed and LoRAs made
+it (`expected_pixel`). A LoRA at scale 0 does nothing, as on the model.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PIL import Image
@@ -38,18 +41,25 @@ class RenderedImage:
     height: int
 
 
-def tint_for(seed: int, index: int) -> tuple[int, int, int]:
-    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
+LoraWeights = Sequence[tuple[str, float]]
+"""(path, scale) of each LoRA of a request, in the request's order."""
+
+
+def tint_for(seed: int, index: int, loras: LoraWeights = ()) -> tuple[int, int, int]:
+    active = [(path, float(scale)) for path, scale in loras if scale]
+    key = f"{seed}:{index}" if not active else f"{seed}:{index}:{json.dumps(active)}"
+    digest = hashlib.sha256(key.encode()).digest()
     return digest[0], digest[1], digest[2]
 
 
 def expected_pixel(
-    source_rgb: tuple[int, int, int], seed: int, index: int = 0
+    source_rgb: tuple[int, int, int], seed: int, index: int = 0, loras: LoraWeights = ()
 ) -> tuple[int, int, int]:
     """The colour an output pixel has where the (uniform) input had `source_rgb`: the same
     Pillow blend on one pixel, so rounding matches exactly."""
     source = Image.new("RGB", (1, 1), source_rgb)
-    tinted = Image.blend(source, Image.new("RGB", (1, 1), tint_for(seed, index)), TINT_ALPHA)
+    tint = Image.new("RGB", (1, 1), tint_for(seed, index, loras))
+    tinted = Image.blend(source, tint, TINT_ALPHA)
     pixel = tinted.getpixel((0, 0))
     assert isinstance(pixel, tuple)
     return pixel[0], pixel[1], pixel[2]
@@ -65,11 +75,17 @@ def decode_image(data: bytes) -> Image.Image:
 
 
 def render_output(
-    source: Image.Image, size: tuple[int, int], seed: int, index: int, output_format: str
+    source: Image.Image,
+    size: tuple[int, int],
+    seed: int,
+    index: int,
+    output_format: str,
+    loras: LoraWeights = (),
 ) -> RenderedImage:
     pil_format, content_type, extension = FORMATS[output_format]
     resized = source.resize(size, Image.Resampling.BILINEAR)
-    tinted = Image.blend(resized, Image.new("RGB", size, tint_for(seed, index)), TINT_ALPHA)
+    tint = Image.new("RGB", size, tint_for(seed, index, loras))
+    tinted = Image.blend(resized, tint, TINT_ALPHA)
     buffer = io.BytesIO()
     tinted.save(buffer, format=pil_format)
     return RenderedImage(buffer.getvalue(), content_type, extension, size[0], size[1])

@@ -69,8 +69,15 @@ def _locate(emu: FalEmulator, request: web.Request) -> tuple[Job | None, str]:
 
 
 def urls(emu: FalEmulator, job: Job) -> dict[str, str]:
-    base = f"{emu.queue_url}/{job.app_path}/requests/{job.request_id}"
-    return {"response_url": base, "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
+    """The URLs fal returns, in the form the emulator is set to (fal has used all three)."""
+    prefix = job.endpoint if emu.url_form == "endpoint" else job.app_path
+    base = f"{emu.queue_url}/{prefix}/requests/{job.request_id}"
+    response = f"{base}/response" if emu.url_form == "response" else base
+    return {
+        "response_url": response,
+        "status_url": f"{base}/status",
+        "cancel_url": f"{base}/cancel",
+    }
 
 
 def status_body(emu: FalEmulator, job: Job, with_logs: bool) -> dict[str, Any]:

@@ -114,7 +114,8 @@ async def _work(emu: FalEmulator, job: Job) -> None:
     _log(job, "Loading LoRA weights")
     emu.job_changed(job)
     run_time = emu.run_time
-    if emu.runner_failure_rate > 0 and emu.rng.random() < emu.runner_failure_rate:
+    chosen = emu.runner_failure_when is not None and emu.runner_failure_when(job.body)
+    if chosen or (emu.runner_failure_rate > 0 and emu.rng.random() < emu.runner_failure_rate):
         await asyncio.sleep(run_time)
         fail(emu, job, emu.runner_failure_type)
         return
@@ -226,9 +227,11 @@ async def produce(emu: FalEmulator, job: Job, run_time: float) -> tuple[int, Any
     seed = model.seed if model.seed is not None else emu.rng.randrange(0, 2**32)
     size = output_size(model, sources[0].size)
 
+    loras = [(lora.path, lora.scale) for lora in model.loras]
+
     def render_all() -> list[RenderedImage]:
         return [
-            render_output(sources[0], size, seed, index, model.output_format)
+            render_output(sources[0], size, seed, index, model.output_format, loras)
             for index in range(model.num_images)
         ]
 

@@ -47,7 +47,14 @@ FAULT_KINDS = (
     "rate_limit",
     "reset",
     "slow",
+    # The request is handled (a submit is enqueued), then the answer is lost or replaced:
+    "late_ingress",
+    "late_ingress_502",
+    "late_ingress_503",
+    "late_ingress_504",
+    "server_error",
 )
+URL_FORMS = ("app", "endpoint", "response")
 
 # Knobs the standalone control route may set (name → type).
 KNOBS: dict[str, type] = {
@@ -60,6 +67,9 @@ KNOBS: dict[str, type] = {
     "reset_rate": float,
     "slow_response_rate": float,
     "slow_response_delay": float,
+    "late_ingress_rate": float,
+    "server_error_rate": float,
+    "url_form": str,
     "runner_failure_rate": float,
     "runner_failure_type": str,
     "sse_enabled": bool,
@@ -119,6 +129,14 @@ class FalEmulator:
         self.reset_rate = 0.0  # connection closed with no answer, after the handler ran
         self.slow_response_rate = 0.0  # answer delayed by slow_response_delay, after handling
         self.slow_response_delay = 1.0
+        # After the handler ran (a submit is queued and will run): an nginx page without
+        # x-fal-request-id, as when the ingress loses the upstream's answer …
+        self.late_ingress_rate = 0.0
+        # … or fal's own JSON 500, which carries the request's id.
+        self.server_error_rate = 0.0
+        # The URLs submit and status answers give: "app" (owner/app/requests/{id}),
+        # "endpoint" (the full endpoint path) or "response" (owner/app, result at …/response).
+        self.url_form = "app"
         self.fault_routes: set[str] | None = None  # None: every route may fault
         self._scripted: dict[str, collections.deque[str]] = collections.defaultdict(
             collections.deque
@@ -126,6 +144,8 @@ class FalEmulator:
         # -- knobs: runner failures, decided when a runner picks the request up --
         self.runner_failure_rate = 0.0
         self.runner_failure_type = "runner_disconnected"
+        # fail exactly the requests whose body this picks (say, one LoRA scale of several)
+        self.runner_failure_when: Callable[[Any], bool] | None = None
         # -- knobs: SSE --
         self.sse_enabled = True
         self.sse_drop_after: int | None = None  # drop the stream after this many events
@@ -340,6 +360,16 @@ class FalEmulator:
             return self.error_json(
                 429, {"detail": "Too many requests", "error_type": "rate_limited"}
             )
+        if fault == "server_error" and route == "stream":
+            # A stream is answered as it runs, so its server error comes before the first byte.
+            segments = request.path.split("/")
+            request_id = segments[segments.index("requests") + 1]
+            record.status = 500
+            return web.json_response(
+                {"detail": "Internal Server Error"},
+                status=500,
+                headers={"x-fal-request-id": request_id},
+            )
         if fault == "reset" and route == "stream":
             return self._reset(request, web.Response(status=200))
         if fault == "slow" and route == "stream":
@@ -354,6 +384,19 @@ class FalEmulator:
             await asyncio.sleep(self.slow_response_delay)
         if fault == "reset":
             return self._reset(request, response)
+        if fault is not None and fault.startswith("late_ingress") and not response.prepared:
+            code = (
+                int(fault[-3:]) if fault[-1].isdigit() else self.rng.choice(self.ingress_statuses)
+            )
+            record.status = code
+            return ingress_response(code)
+        if fault == "server_error" and not response.prepared:
+            record.status = 500
+            return web.json_response(
+                {"detail": "Internal Server Error"},
+                status=500,
+                headers={"x-fal-request-id": response.headers["x-fal-request-id"]},
+            )
         return response
 
     @staticmethod
@@ -375,6 +418,8 @@ class FalEmulator:
             ("rate_limit", self.rate_limit_rate),
             ("reset", self.reset_rate),
             ("slow", self.slow_response_rate),
+            ("late_ingress", self.late_ingress_rate),
+            ("server_error", self.server_error_rate),
         ):
             if rate > 0 and self.rng.random() < rate:
                 return kind

@@ -6,6 +6,7 @@ bot on a temp SQLite file. Assertions are what members see and what the database
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 import cogs.iterate
 from emulators.discord_emulator.interactions import Interaction
 from emulators.discord_emulator.messages import Attachment, Message
+from emulators.discord_emulator.permissions import Permission
 from storage.models import JobState
 from tests.harness.e2e import World
 from tests.harness.images import jpeg, png
@@ -385,7 +387,8 @@ async def test_a_reaction_right_after_an_admitted_rerun_is_a_repeat(world: World
 
 async def test_rerun_button_starts_a_rerun_for_the_presser(world: World) -> None:
     original = await delivered(world, "alice")
-    assert original.custom_ids() == [f"job:1:{a}" for a in ("rerun", "tweak", "reuse", "delete")]
+    actions = ("rerun", "tweak", "reuse", "sweep", "compare", "delete")
+    assert original.custom_ids() == [f"job:1:{a}" for a in actions]
 
     ix = await click(world, "bob", original, 1, "rerun")
     text = await world.reply_text(ix)
@@ -639,3 +642,164 @@ async def test_context_menu_refuses_unknown_loras_and_messages_without_images(
     assert await world.reply_text(ix) == "That message has no image attachments to edit."
     assert ix.ephemeral
     assert await job_count(world) == 0
+
+
+# ------------------------------------------------------------------------------------ forms
+
+
+async def test_a_tweak_form_opened_before_a_restart_is_submitted_after_it(world: World) -> None:
+    """The member's typed changes are not lost: the submit is handled by the form's id."""
+    await world.add_lora("claymation", scale=0.8)
+    original = await delivered(world, "alice", prompt="a red cat", lora="claymation", seed=5)
+    ix = await click(world, "alice", original, 1, "tweak")
+    await ix.response()
+
+    await world.restart()
+
+    text = await submit(
+        world,
+        "alice",
+        ix,
+        {"Prompt": "a green cat", "Seed (empty for a new random one)": "9"},
+    )
+    assert text.startswith("Tweaked rerun started as edit #2.")
+    rerun = await result_with_reaction(world)
+    assert rerun.embeds[0]["description"] == "a green cat"
+    assert fields(rerun)["Seed"] == "9"
+    assert fields(rerun)["LoRAs"] == "`claymation` × 0.8"
+
+
+async def test_a_use_as_input_form_survives_a_restart(world: World) -> None:
+    original = await delivered(world, "alice")
+    ix = await click(world, "alice", original, 1, "reuse")
+    await ix.response()
+
+    await world.restart()
+
+    text = await submit(world, "alice", ix, {"Prompt for the next edit": "now at night"})
+    assert text.startswith("Started edit #2 from that result.")
+    chained = await result_with_reaction(world)
+    assert chained.embeds[0]["description"] == "now at night"
+    job = await world.bot.storage.jobs.get(2)
+    assert job is not None and job.parent_job_id == 1
+
+
+async def test_a_message_menu_form_survives_a_restart_with_its_images(world: World) -> None:
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    images = [png(512, 512, c) for c in colours]
+    photo = post_images(world, "alice", images)
+    ix = await world.emu.context_menu(
+        world.emu.member("bob"), world.emu.channel("general"), MENU, photo
+    )
+    await ix.response()
+
+    await world.restart()
+
+    text = await submit(world, "bob", ix, {"Prompt": "a collage after a restart"})
+    assert text.startswith("Edit #1 is on its way")
+    assert "That message has 4 images; I'm using the first 3." in text
+    await result_with_reaction(world)
+    job = await world.bot.storage.jobs.get(1)
+    assert job is not None and job.user_id == member_id(world, "bob")
+    used = [ref.sha256 for ref in job.request.inputs]
+    assert used == [hashlib.sha256(data).hexdigest() for data in images[:3]]
+
+
+async def test_a_message_menu_form_is_submitted_once_and_only_by_its_opener(
+    world: World,
+) -> None:
+    photo = post_images(world, "alice", [png(512, 512)])
+    ix = await world.emu.context_menu(
+        world.emu.member("bob"), world.emu.channel("general"), MENU, photo
+    )
+    text = await submit(world, "bob", ix, {"Prompt": "once"})
+    assert text.startswith("Edit #1 is on its way")
+
+    again = await submit(world, "bob", ix, {"Prompt": "twice"})
+
+    assert again == "That form has expired. Open the message menu again."
+    await result_with_reaction(world)
+    assert len(world.fal.submissions()) == 1
+
+
+# ------------------------------------------------------------------------------------ catch-up
+
+
+async def restarted_after(world: World, act: Any) -> Any:
+    """Stop the bot, let members act while it is down, start it and wait for its catch-up."""
+    await world.emu.stop_bot()
+    await act()
+    world.bot = await world.emu.start_bot(world.make_bot())
+    cog = world.bot.get_cog("Iterate")
+    assert cog is not None
+    await asyncio.wait_for(cog.catching_up, 15)  # type: ignore[attr-defined, arg-type]
+    return cog
+
+
+async def test_a_reaction_made_while_the_bot_was_down_reruns_once(world: World) -> None:
+    original = await delivered(world, "alice")
+    bob = world.emu.member("bob")
+
+    await restarted_after(world, lambda: world.emu.react(bob, original, RERUN))
+
+    rerun = await result_with_reaction(world)
+    assert rerun.embeds[0]["title"] == "Edit #2"
+    job = await world.bot.storage.jobs.get(2)
+    assert job is not None and job.user_id == bob.id and job.parent_job_id == 1
+    assert await images_used(world, "bob") == 1
+    await taken_back(world, original, "bob")
+
+    async def nothing() -> None:
+        pass
+
+    await restarted_after(world, nothing)
+    assert await world.bot.storage.jobs.get(3) is None
+    assert await images_used(world, "bob") == 1
+
+
+async def test_a_reaction_the_bot_cannot_take_back_still_runs_only_once(world: World) -> None:
+    original = await delivered(world, "alice")
+    bob = world.emu.member("bob")
+    bot_role = next(r for r in world.emu.guild.roles.values() if r.bot_id)
+    world.emu.set_role_permissions(
+        bot_role, bot_role.permissions & ~int(Permission.MANAGE_MESSAGES)
+    )
+
+    await restarted_after(world, lambda: world.emu.react(bob, original, RERUN))
+    await result_with_reaction(world)
+    assert bob.id in original.reactions[RERUN]  # still there: the bot may not remove it
+
+    for _ in range(2):  # restarts do not run it again
+        cog = await restarted_after(world, lambda: asyncio.sleep(0))
+        assert cog.catching_up.result() == 0  # type: ignore[attr-defined]
+    assert await world.bot.storage.jobs.get(3) is None
+    assert await images_used(world, "bob") == 1
+
+
+async def test_a_reaction_while_down_from_a_member_out_of_quota_gets_the_short_refusal(
+    world: World, short_refusals: float
+) -> None:
+    original = await delivered(world, "alice")
+    await world.set_settings(default_quota=1)
+
+    await restarted_after(
+        world, lambda: world.emu.react(world.emu.member("alice"), original, RERUN)
+    )
+
+    refusal = await refusal_for(world, "alice")
+    assert "You've used 1 of 1 images" in refusal.content
+    assert await world.bot.storage.jobs.get(2) is None
+
+
+async def test_catch_up_is_off_with_zero_hours(world: World) -> None:
+    original = await delivered(world, "alice")
+    world.settings = world.settings.model_copy(update={"catch_up_hours": 0})
+
+    await world.emu.stop_bot()
+    await world.emu.react(world.emu.member("bob"), original, RERUN)
+    world.bot = await world.emu.start_bot(world.make_bot())
+
+    cog = world.bot.get_cog("Iterate")
+    assert cog is not None and cog.catching_up is None  # type: ignore[attr-defined]
+    assert world.emu.member("bob").id in original.reactions[RERUN]
+    assert await world.bot.storage.jobs.get(2) is None

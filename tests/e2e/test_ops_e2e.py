@@ -38,6 +38,7 @@ async def test_healthz_and_metrics(world: World) -> None:
         assert 'flux_job_transitions_total{state="delivered"} 1.0' in text
         assert "flux_jobs_in_flight 0.0" in text
         assert "flux_delivery_seconds_count 1.0" in text
+        assert "flux_event_loop_lag_seconds_count" in text  # the loop-lag monitor runs
         await world.bot.storage.close()  # the database goes away under the bot
         broken = await http.get("/healthz")
         assert broken.status_code == 503 and "database not writable" in broken.text

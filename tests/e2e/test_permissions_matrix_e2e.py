@@ -26,6 +26,7 @@ from emulators.discord_emulator.errors import EmulatorError
 from emulators.discord_emulator.interactions import Interaction
 from emulators.discord_emulator.world import Member
 from tests.harness.e2e import World
+from tests.harness.images import png
 from tests.harness.security_fixtures import raw_slash
 
 Options = Callable[[DiscordEmulator, str], dict[str, Any]]
@@ -44,6 +45,13 @@ SUBCOMMANDS: list[Sub] = [
     Sub("lora disable", lambda e, k: {"name": "clay"}, "`clay` is disabled."),
     Sub("lora enable", lambda e, k: {"name": "clay"}, "`clay` is enabled."),
     Sub("lora remove", lambda e, k: {"name": "clay"}, "Remove `clay` for good?"),
+    Sub(
+        "preset add",
+        lambda e, k: {"name": f"p-{k}", "lora": "clay", "template": "{prompt}, clay"},
+        "Added the preset `p-",
+    ),
+    Sub("preset edit", lambda e, k: {"name": f"p-{k}", "steps": 20}, "Updated the preset `p-"),
+    Sub("preset remove", lambda e, k: {"name": f"p-{k}"}, "Removed the preset `p-"),
     Sub("quota default", lambda e, k: {"images": 7}, "Members may now make 7 images"),
     Sub("quota role", lambda e, k: {"role": e.role("Member"), "images": 3}, "may make 3 images"),
     Sub("quota user", lambda e, k: {"member": e.member("bob"), "images": 4}, "may make 4 images"),
@@ -60,11 +68,13 @@ SUBCOMMANDS: list[Sub] = [
         ": deny.",
     ),
     Sub("settings caps", lambda e, k: {"max_images": 3}, "Caps: 3 images per job"),
+    Sub("settings alerts", lambda e, k: {"channel": e.channel("general")}, "Budget alerts go to"),
     Sub(
         "settings managers",
         lambda e, k: {"action": "remove", "role": e.role("Spare")},
         "can no longer use `/admin`",
     ),
+    Sub("setup", lambda e, k: {}, "**Setup check**"),
     Sub("usage", lambda e, k: {}, "No edits this month."),
     Sub("jobs", lambda e, k: {}, "No edits are running."),
 ]
@@ -89,7 +99,20 @@ async def state(world: World) -> tuple[Any, ...]:
         await storage.settings.get(guild),
         [(x.name, x.path, x.enabled, x.version, x.default_scale) for x in loras],
         usage.images_used,
+        [(p.name, p.recipe) for p in await storage.presets.list(guild)],
     )
+
+
+def admin_subcommands(emu: DiscordEmulator) -> set[str]:
+    """Every /admin subcommand as synced to Discord, as "group sub" or "sub"."""
+    [schema] = [c for c in emu.commands() if c["name"] == "admin"]
+    names: set[str] = set()
+    for option in schema.get("options", []):
+        if option["type"] == 2:  # a subcommand group
+            names |= {f"{option['name']} {sub['name']}" for sub in option.get("options", [])}
+        elif option["type"] == 1:
+            names.add(option["name"])
+    return names
 
 
 async def run(world: World, member: Member, sub: Sub, kind: str, *, raw: bool) -> Interaction:
@@ -157,7 +180,8 @@ async def test_admin_matrix(world: World, kind: str) -> None:
         # A delegated manager runs everything but naming further managers (owners only).
         expected["settings managers"] = "owners only"
     assert outcomes == expected
-    assert len(outcomes) == 20  # every /admin subcommand
+    assert set(outcomes) == admin_subcommands(emu)  # every /admin subcommand
+    assert len(outcomes) == 25
     # One more round trip, then count: a refusal is the only message its member read.
     await world.reply_text(await emu.slash(member, emu.channel("general"), "quota"))
     for command, ix in refusals:
@@ -180,3 +204,27 @@ async def test_a_manager_role_that_discord_hides_is_still_checked_by_the_bot(wor
     assert "Bot managers: <@&" in await world.reply_text(ix)
     ix = raw_slash(emu, emu.member("bob"), emu.channel("general"), "admin settings show")
     assert await world.reply_text(ix) == NOT_MANAGER
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_studio_member_commands_are_every_members(world: World, kind: str) -> None:
+    """/sweep and /presets are member commands: every kind of member is offered them and runs
+    them; only the preset subcommands of /admin are for managers (the matrix above)."""
+    emu = world.emu
+    await world.add_lora("clay")
+    synced = {c["name"]: c for c in emu.commands()}
+    for name in ("sweep", "presets"):
+        assert synced[name].get("default_member_permissions") is None
+    member = emu.member(KINDS[kind][0])
+    ix = await emu.slash(member, emu.channel("general"), "presets")
+    await world.reply_text(ix)
+    assert ix.ephemeral and ix.original is not None
+    assert "No presets to show here." in ix.original.embeds[0]["description"]
+    ix = await emu.slash(
+        member,
+        emu.channel("general"),
+        "sweep",
+        {"prompt": "p", "lora": "clay", "cells": 4},
+        attachments={"image": emu.attachment(png(), "in.png")},
+    )
+    assert "Sweep #1 is on its way" in await world.reply_text(ix)

@@ -12,7 +12,7 @@ import aiohttp
 import discord
 import pytest
 
-from emulators.discord_emulator import DiscordEmulator, EmulatorError
+from emulators.discord_emulator import DiscordEmulator, EmulatorError, Permission
 from emulators.discord_emulator.tinybot import TinyBot, make_tiny_bot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -282,3 +282,42 @@ async def test_a_second_guild_is_isolated(discord_emulator: DiscordEmulator) -> 
         await emu.slash(alice_there, emu.channel("general", other), "local")
     with pytest.raises(EmulatorError, match="bob is not a member of Other Server"):
         await emu.slash(emu.member("bob"), emu.channel("general", other), "local")
+
+
+@pytest.mark.parametrize(
+    "system_channel", ["general", None], ids=["with-system-channel", "system-channel-off"]
+)
+async def test_joining_a_guild_sends_its_system_channel(
+    discord_emulator: DiscordEmulator, system_channel: str | None
+) -> None:
+    emu = discord_emulator
+    bot = make_tiny_bot()
+    await emu.start_bot(bot)
+    other = emu.add_guild("Joined Server", system_channel=system_channel)
+    joined = await bot.next("guild_join")
+    created = emu.sent_events("GUILD_CREATE")[-1]
+    assert "unavailable" not in created  # a join, not an outage ending
+    if system_channel is None:
+        assert created["system_channel_id"] is None and joined.system_channel is None
+    else:
+        expected = emu.channel(system_channel, other)
+        assert created["system_channel_id"] == str(expected.id)
+        assert joined.system_channel is not None and joined.system_channel.id == expected.id
+        me = joined.me
+        assert joined.system_channel.permissions_for(me).send_messages
+
+
+async def test_a_guild_can_be_changed_before_the_bot_joins(
+    discord_emulator: DiscordEmulator,
+) -> None:
+    emu = discord_emulator
+    bot = make_tiny_bot()
+    await emu.start_bot(bot)
+    other = emu.add_guild("Locked Server", system_channel="general", join=False)
+    general = emu.channel("general", other)
+    emu.set_overwrite(general, emu.world.bot_member(other), deny=Permission.VIEW_CHANNEL)
+    emu.join_guild(other)
+    joined = await bot.next("guild_join")
+    assert joined.system_channel is not None
+    perms = joined.system_channel.permissions_for(joined.me)
+    assert not perms.view_channel and not perms.send_messages

@@ -165,6 +165,33 @@ async def test_output_is_input_one_resized_and_tinted_by_seed(
         assert all(abs(a - b) <= 6 for a, b in zip(pixel, expected, strict=True))
 
 
+async def test_the_tint_follows_the_loras_and_their_scales(
+    fal_emulator: FalEmulator, http: httpx.AsyncClient
+) -> None:
+    """A LoRA at another strength gives another output, as on the model; scale 0 is none."""
+    from emulators.fal_emulator import expected_pixel
+    from emulators.fal_emulator.images import decode_image
+
+    stacks: list[list[dict[str, object]]] = [
+        [],
+        [{"path": "owner/clay", "scale": 0.0}],
+        [{"path": "owner/clay", "scale": 0.5}],
+        [{"path": "owner/clay", "scale": 1.5}],
+        [{"path": "owner/clay", "scale": 0.5}, {"path": "owner/ink", "scale": 1.0}],
+    ]
+    pixels = []
+    for loras in stacks:
+        queued = await submit(http, fal_emulator, edit_body(loras=loras))
+        await fal_emulator.wait_for_status(str(queued["request_id"]), "COMPLETED")
+        result = (await http.get(str(queued["response_url"]), headers=auth(fal_emulator))).json()
+        picture = decode_image((await http.get(result["images"][0]["url"])).content)
+        weights = [(str(lora["path"]), float(lora["scale"])) for lora in loras]
+        assert picture.getpixel((5, 5)) == expected_pixel((10, 200, 10), 3, 0, weights)
+        pixels.append(picture.getpixel((5, 5)))
+    assert pixels[0] == pixels[1]  # a LoRA at scale 0 changes nothing
+    assert len({pixels[0], *pixels[2:]}) == 4
+
+
 async def test_sync_mode_returns_data_uris(
     fal_emulator: FalEmulator, http: httpx.AsyncClient
 ) -> None:

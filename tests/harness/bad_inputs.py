@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -74,6 +74,8 @@ class Snapshot:
     settings: GuildSettings
     loras: list[tuple[Any, ...]]
     public: set[int]
+    presets: list[tuple[Any, ...]] = field(default_factory=list)
+    sweeps: int = 0
 
 
 class Desk:
@@ -232,6 +234,16 @@ class Desk:
             ]
         return int(jobs), tables
 
+    def _studio(self) -> tuple[list[tuple[Any, ...]], int]:
+        """The server presets and how many sweeps were admitted."""
+        path = self.world.settings.database_path
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            presets = conn.execute(
+                "SELECT guild_id, name, recipe FROM presets ORDER BY id"
+            ).fetchall()
+            sweeps = conn.execute("SELECT count(*) FROM sweeps").fetchone()[0]
+        return [tuple(row) for row in presets], int(sweeps)
+
     async def snapshot(self, who: str) -> Snapshot:
         storage = self.world.bot.storage
         user = self.who(who).id
@@ -240,6 +252,7 @@ class Desk:
             self.guild, include_disabled=True, include_nsfw=True, offset=0, limit=100
         )
         jobs, tables = self._db()
+        presets, sweeps = self._studio()
         return Snapshot(
             jobs=jobs,
             tables=tables,
@@ -254,6 +267,8 @@ class Desk:
                 for m in self.emu.messages_in(self.emu.channel("general"))
                 if m.author_id == self.emu.bot_user.id
             },
+            presets=presets,
+            sweeps=sweeps,
         )
 
 
@@ -284,6 +299,8 @@ def check_untouched(before: Snapshot, after: Snapshot, *, reply: bool) -> None:
     assert after.spend == before.spend, "the server's spend changed"
     assert after.settings == before.settings, "server settings changed"
     assert after.loras == before.loras, "the LoRA registry changed"
+    assert after.presets == before.presets, "the presets changed"
+    assert after.sweeps == before.sweeps, "a sweep was admitted"
     new = after.public - before.public
     assert len(new) == (1 if reply else 0), f"{len(new)} public message(s) appeared"
 

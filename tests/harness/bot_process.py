@@ -35,6 +35,15 @@ def bot_environment(settings: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def _let_children_hear_sigint() -> None:
+    """A test run started in the background of a non-interactive shell (`cmd &`, nohup) has
+    SIGINT ignored, and an ignored signal stays ignored across exec: the bot would never hear
+    `stop()`'s Ctrl-C and be killed after the grace period instead. Handling SIGINT here (as an
+    interactive run does) gives every child the default disposition back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class BotProcess:
     """One bot process at a time; `start()` again after a kill runs a fresh one on the same
     database (what an operator's supervisor does). Every run appends to one log file."""
@@ -65,6 +74,7 @@ class BotProcess:
         self.starts += 1
         self._log.write(f"===== start {self.starts} =====\n".encode())
         self._log.flush()
+        _let_children_hear_sigint()
         self.process = await asyncio.create_subprocess_exec(
             *self.argv,
             cwd=ROOT,

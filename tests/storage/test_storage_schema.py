@@ -65,6 +65,8 @@ SHIPPED_SQLITE = {
     "0002_job_announcements.sql": (
         "2fa71fb29f39928bfd8bad8fe289322d684303d836ec1b4c76a7863d50514284"
     ),
+    "0003_budget_alerts.sql": ("22578d1ab71e36d33d3681b4966ae2eb18e9c095e5479aef4de81c4c8129682a"),
+    "0004_studio.sql": "b14596429e00737c680b1902aae6d33e275f0be28162bf3408e57d70d808847e",
 }
 
 

@@ -23,6 +23,10 @@ KEYS = {
     "channel_settings": "guild_id, channel_id",
     "inputs": "sha256",
     "meta": "key",
+    "budget_alerts": "guild_id, month, kind",
+    "presets": "id",
+    "sweeps": "id",
+    "sweep_cells": "sweep_id, cell",
 }
 
 
