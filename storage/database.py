@@ -15,15 +15,17 @@ from .inputs import InputRepository
 from .jobs import JobRepository
 from .loras import LoraRepository
 from .models import Job, RequestT, ResultT
+from .pairs import PairRepository
 from .quotas import QuotaRepository
 from .settings import SettingsRepository
 from .spend import SpendRepository
+from .trainings import TrainingRepository
 
 log = logging.getLogger(__name__)
 
 
 class Storage(Generic[RequestT, ResultT]):
-    """Everything the bot keeps: one SQLite file, one connection, six repositories."""
+    """Everything the bot keeps: one SQLite file, one connection, its repositories."""
 
     def __init__(
         self, conn: Connection, schema_version: int, job_model: type[Job[RequestT, ResultT]]
@@ -37,6 +39,8 @@ class Storage(Generic[RequestT, ResultT]):
         self.settings = SettingsRepository(conn)
         self.inputs = InputRepository(conn)
         self.spend = SpendRepository(conn)
+        self.pairs = PairRepository(conn)
+        self.trainings = TrainingRepository(conn)
 
     @classmethod
     async def open(

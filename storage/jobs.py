@@ -127,13 +127,25 @@ class JobRepository(Generic[RequestT, ResultT]):
         self._model = model
 
     async def admit(
-        self, new: NewJob[RequestT], limits: QuotaLimits, *, now: datetime | None = None
+        self,
+        new: NewJob[RequestT],
+        limits: QuotaLimits,
+        *,
+        now: datetime | None = None,
+        quota_images: int | None = None,
     ) -> Job[RequestT, ResultT] | Refusal:
         """Check window usage, jobs in flight and the server's month spend against `limits`
         and, if all fit, write the job (admitted) and its reservation: one transaction, so
-        concurrent admissions, from any number of tasks or processes, never exceed a limit."""
+        concurrent admissions, from any number of tasks or processes, never exceed a limit.
+
+        `quota_images` is what the reservation counts against the member (default: the job's
+        images). 0 is work the server's budget pays alone (a training and its sample edit):
+        only its cost is reserved, and it is neither in the member's window nor in flight."""
         moment = utc(now)
         cost = to_micro_usd(new.cost_usd)
+        charged = new.images if quota_images is None else quota_images
+        if charged < 0:
+            raise ValueError("quota_images must not be negative")
         params = {
             "guild_id": new.guild_id,
             "channel_id": new.channel_id,
@@ -155,10 +167,11 @@ class JobRepository(Generic[RequestT, ResultT]):
                 conn,
                 guild_id=new.guild_id,
                 user_id=new.user_id,
-                images=new.images,
+                images=charged,
                 cost_micro_usd=cost,
                 limits=limits,
                 now=moment,
+                member_pays=charged > 0,
             )
             if refusal is not None:
                 return refusal
@@ -183,7 +196,7 @@ class JobRepository(Generic[RequestT, ResultT]):
                 guild_id=new.guild_id,
                 user_id=new.user_id,
                 job_id=row["id"],
-                images=new.images,
+                images=charged,
                 cost_micro_usd=cost,
                 now=moment,
             )

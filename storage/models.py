@@ -69,6 +69,16 @@ class LoraChange(_Model):
     at: UtcDatetime
 
 
+class LoraTraining(_Model):
+    """Which training made (or retrained) a LoRA, and its recipe as the bot recorded it."""
+
+    job_id: int
+    lora_id: int
+    guild_id: int
+    recipe: dict[str, Any]
+    at: UtcDatetime
+
+
 class LoraFields(_Model):
     """What an admin may set on a LoRA; validated before anything is written."""
 
@@ -308,6 +318,21 @@ class EffectiveSettings(_Model):
     max_steps: int
     guild: GuildSettings
     channel: ChannelSettings
+
+
+# --- Training pairs --------------------------------------------------------------------------
+
+
+class TrainingPair(_Model):
+    """One before/after pair of a server's draft set; images as the bot's JSON input refs."""
+
+    id: int
+    guild_id: int
+    inputs: list[dict[str, Any]]
+    expected: dict[str, Any]
+    instruction: str | None
+    added_by: int
+    created_at: UtcDatetime
 
 
 # --- Inputs -----------------------------------------------------------------------------------

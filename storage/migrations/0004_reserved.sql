@@ -1,0 +1,4 @@
+-- Placeholder: number 4 belongs to a migration of another branch (studio: presets and sweeps)
+-- that is not merged here yet. Migrations are numbered 1..N without gaps, so this empty step
+-- keeps the training migration (0005) loadable meanwhile. When that branch's 0004 arrives,
+-- delete this file.
