@@ -23,6 +23,7 @@ from emulators.fal_emulator.images import (
 )
 from emulators.fal_emulator.jobs import COMPLETED, IN_PROGRESS, IN_QUEUE, Job
 from emulators.fal_emulator.schema import output_size, validate_input
+from emulators.fal_emulator.trainer import TRAINER_ENDPOINTS, train
 
 if TYPE_CHECKING:
     from emulators.fal_emulator.server import FalEmulator
@@ -111,6 +112,12 @@ async def _work(emu: FalEmulator, job: Job) -> None:
     job.started_at = time.monotonic()
     job.ran = True
     job.timeline.append((IN_PROGRESS, job.started_at))
+    if job.endpoint in TRAINER_ENDPOINTS:
+        emu.job_changed(job)
+        status, body, headers = await train(emu, job, _log)
+        _log(job, "Done." if status == 200 else "Training failed.")
+        complete(emu, job, status, body, headers, metrics={"inference_time": emu.training_time})
+        return
     _log(job, "Loading LoRA weights")
     emu.job_changed(job)
     run_time = emu.run_time
