@@ -91,6 +91,7 @@ class InputRef(BaseModel):
 class EditRequest(BaseModel):
     """The full recipe of one job, stored as JSON with the job and enough to rerun it."""
 
+    kind: Literal["edit"] = "edit"
     prompt: str
     final_prompt: str
     loras: list[RecipeLora]
@@ -107,6 +108,8 @@ class EditRequest(BaseModel):
     output_format: OutputFormat
     safety_checker: bool
     upload_limit: int
+    # A training's sample edit: the pair's end image, posted beside the result.
+    expected: InputRef | None = None
 
     def to_fal_input(self) -> EditInput:
         image_size: ImageSize | str
