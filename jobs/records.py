@@ -12,7 +12,15 @@ from pydantic import BaseModel, Discriminator, Field, Tag
 from jobs.request import EditRequest
 from jobs.training import TrainingRequest, TrainingResult
 from storage import Storage
-from storage.models import GuildSettings, Job, JobState, Lora, LoraChange
+from storage.models import (
+    GuildSettings,
+    Job,
+    JobState,
+    Lora,
+    LoraChange,
+    LoraTraining,
+    TrainingPair,
+)
 
 
 class StoredImage(BaseModel):
@@ -87,9 +95,11 @@ __all__ = [
     "JobStorage",
     "Lora",
     "LoraChange",
+    "LoraTraining",
     "StoredImage",
     "StoredResult",
     "TrainingJob",
+    "TrainingPair",
     "as_edit",
     "is_edit",
     "is_training",

@@ -11,8 +11,8 @@ import discord
 from jobs.publisher import Delivery, StatusUpdate
 from jobs.records import AnyJob, EditJob
 from jobs.request import MATCH_INPUT, EditRequest
-from jobs.training import TrainingRequest
 from jobs.text import ChannelRef, RoleRef, TimeStyle, When, Words, plural
+from jobs.training import TrainingRequest
 
 MESSAGE_MAX = 2000
 EMBED_DESCRIPTION_MAX = 4096
