@@ -326,7 +326,19 @@ class Trainer:
         ctx = self._ctx
         now = ctx.now()
         budget = (await ctx.storage.settings.get(who.guild_id)).monthly_budget_usd
-        # The binding check keeps room for the sample edit, which runs unchecked later.
+        # The whole estimate against the budget, for the words; then the binding check,
+        # which keeps room for the sample edit (it runs unchecked later).
+        refusal = await ctx.storage.quotas.would_refuse(
+            who.guild_id,
+            who.user_id,
+            images=0,
+            cost_usd=request.estimate_usd,
+            limits=_budget_only(budget),
+            now=now,
+        )
+        if refusal is not None:
+            self._budget_refused(who.guild_id, refusal)
+            raise Refused(*budget_words(refusal, request.estimate_usd))
         limits = _budget_only(budget, keep=request.sample_cost_usd)
         outcome = await ctx.storage.jobs.admit(
             NewJob[JobRequest](

@@ -112,18 +112,19 @@ async def _work(emu: FalEmulator, job: Job) -> None:
     job.started_at = time.monotonic()
     job.ran = True
     job.timeline.append((IN_PROGRESS, job.started_at))
-    if job.endpoint in TRAINER_ENDPOINTS:
-        emu.job_changed(job)
-        status, body, headers = await train(emu, job, _log)
-        _log(job, "Done." if status == 200 else "Training failed.")
-        complete(emu, job, status, body, headers, metrics={"inference_time": emu.training_time})
-        return
-    _log(job, "Loading LoRA weights")
+    training = job.endpoint in TRAINER_ENDPOINTS
+    if not training:
+        _log(job, "Loading LoRA weights")
     emu.job_changed(job)
-    run_time = emu.run_time
+    run_time = emu.training_time if training else emu.run_time
     if emu.runner_failure_rate > 0 and emu.rng.random() < emu.runner_failure_rate:
         await asyncio.sleep(run_time)
         fail(emu, job, emu.runner_failure_type)
+        return
+    if training:
+        status, body, headers = await train(emu, job, _log)
+        _log(job, "Done." if status == 200 else "Training failed.")
+        complete(emu, job, status, body, headers, metrics={"inference_time": run_time})
         return
     # The output is made while the run time elapses, as a real runner works during it; the
     # completion itself is then only a state change, so its timing is what clients observe.

@@ -5,8 +5,10 @@ budget pays, never a member's quota."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import zipfile
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from emulators.discord_emulator.interactions import Interaction
 from emulators.discord_emulator.messages import Message, walk_components
 from emulators.fal_emulator.images import expected_pixel
 from tests.harness.e2e import World
+from tests.harness.images import png
 from tests.harness.pairs import END, START, pairs_zip
 
 TRAINER = "fal-ai/flux-2-trainer/edit"
@@ -158,3 +161,202 @@ async def test_the_new_lora_is_usable_in_edit_at_once(world: World) -> None:
         job for job in world.fal.jobs.values() if job.body.get("prompt") == "make the sky purple"
     ]
     assert [job.body["loras"] for job in edits] == [[{"path": weights, "scale": 1.0}]]
+
+
+async def training_status(world: World) -> Message:
+    return await world.emu.wait_for_message(
+        world.emu.channel("general"), lambda m: m.content.startswith("**Training #1**")
+    )
+
+
+async def test_cancel_during_training_refunds_the_budget(world: World) -> None:
+    world.fal.training_time = 30.0
+    await confirmed(world, await proposal(await train(world, pairs_zip(5))))
+    job = await world.job_in(1, "submitted")
+    await world.fal.wait_for_status(job.fal_request_id, "IN_PROGRESS")
+    assert await spent(world) == pytest.approx(TRAINING_USD)
+    status = await training_status(world)
+    ix = await world.emu.click(world.emu.member("carol"), status, "job:1:cancel")
+    assert "Training #1 is cancelled; its cost went back" in await world.reply_text(ix)
+    assert (await world.job_in(1, "cancelled")).state == "cancelled"
+    assert world.fal.jobs[job.fal_request_id].cancel_requested
+    assert await spent(world) == 0.0
+    assert await world.bot.storage.loras.get(world.emu.guild.id, "water") is None
+    final = await world.emu.wait_for_edit(status, lambda m: "Cancelled" in m.content)
+    assert final.components == []
+
+
+async def test_a_failed_training_refunds_and_registers_nothing(world: World) -> None:
+    world.fal.runner_failure_rate = 1.0
+    await confirmed(world, await proposal(await train(world, pairs_zip(5))))
+    failed = await world.job_in(1, "failed")
+    assert failed.error is not None and "infrastructure problem" in failed.error
+    assert await spent(world) == 0.0
+    assert await world.bot.storage.loras.get(world.emu.guild.id, "water") is None
+    status = await world.emu.wait_for_edit(
+        await training_status(world), lambda m: "Failed" in m.content
+    )
+    assert "not charged" in status.content
+
+
+async def test_a_restart_mid_training_continues_it_and_charges_once(world: World) -> None:
+    world.fal.training_time = 1.5
+    await confirmed(world, await proposal(await train(world, pairs_zip(5))))
+    job = await world.job_in(1, "submitted")
+    await world.fal.wait_for_status(job.fal_request_id, "IN_PROGRESS")
+    await world.restart()
+    await world.job_in(1, "delivered")
+    result = await world.result()
+    await world.job_in(2, "delivered")
+    assert len(trainer_jobs(world)) == 1  # followed by its request id, never submitted again
+    history = await world.bot.storage.loras.history(world.emu.guild.id, "water")
+    assert [change.action for change in history] == ["add"]
+    samples = [m for m in world.emu.messages_in(world.emu.channel("general")) if m.files]
+    assert [m.id for m in samples] == [result.id]
+    assert await spent(world) == pytest.approx(TRAINING_USD + SAMPLE_USD)
+
+
+async def test_a_proposal_survives_a_restart_and_starts_once(world: World) -> None:
+    world.fal.training_time = 0.1
+    asked = await proposal(await train(world, pairs_zip(5)))
+    go = custom_id(asked, "Confirm")
+    await world.restart()
+    carol = world.emu.member("carol")
+    # Two presses before the bot has answered either (a double click, a second device).
+    first = await world.emu.click(carol, asked, go)
+    second = await world.emu.click(carol, asked, go)
+    await first.response()
+    await second.response()
+    await world.emu.wait_for_edit(asked, lambda m: "Training #1 started" in m.content)
+    waits = [asyncio.create_task(ix.wait_followup()) for ix in (first, second)]
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    [refused] = [task.result() for task in done]
+    assert "already confirmed or cancelled" in refused.content
+    await world.job_in(1, "delivered")
+    assert len(trainer_jobs(world)) == 1
+    assert await world.bot.storage.jobs.get(3) is None  # the training and its sample only
+
+
+async def test_cancelling_a_proposal_spends_nothing(world: World) -> None:
+    asked = await proposal(await train(world, pairs_zip(5)))
+    ix = await world.emu.click(world.emu.member("carol"), asked, custom_id(asked, "Cancel"))
+    await ix.response()
+    closed = world.emu.message(asked.id)
+    assert "`water` was not trained and nothing was charged" in closed.content
+    assert closed.components == []
+    assert world.fal.jobs == {} and await spent(world) == 0.0
+
+
+async def test_a_proposal_the_budget_no_longer_fits_is_refused_and_kept(world: World) -> None:
+    await world.set_settings(monthly_budget_usd=20.0)
+    world.fal.training_time = 0.1
+    asked = await proposal(await train(world, pairs_zip(5)))
+    await world.set_settings(monthly_budget_usd=5.0)
+    refused = await confirm(world, asked)
+    assert "would take the server past its $5.00 monthly budget" in await world.reply_text(refused)
+    assert trainer_jobs(world) == [] and await spent(world) == 0.0
+    await world.set_settings(monthly_budget_usd=20.0)
+    await confirmed(world, asked)  # the same proposal, once the budget allows it
+    await world.job_in(1, "delivered")
+
+
+async def test_retraining_keeps_the_lora_and_managers_see_the_recipe(world: World) -> None:
+    old = await world.add_lora("water", path="owner/water")
+    world.fal.training_time = 0.1
+    asked = await proposal(await train(world, pairs_zip(5), replace=True, steps=500))
+    assert "Retrains the existing `water`" in asked.content
+    await confirmed(world, asked)
+    await world.job_in(1, "delivered")
+    lora = await world.bot.storage.loras.get(world.emu.guild.id, "water")
+    assert lora is not None and (lora.id, lora.version) == (old.id, 2)
+    assert lora.path == trainer_jobs(world)[0].result_body["diffusers_lora_file"]["url"]
+    emu = world.emu
+    card = await emu.slash(emu.member("carol"), emu.channel("general"), "loras", {"name": "water"})
+    embed = (await card.response()).data["embeds"][0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert "5 pairs · 500 steps · learning rate 5e-05 · $5.91" in fields["Training"]
+    assert "retrained (training #1, 5 pairs, 500 steps)" in fields["History"]
+    assert f"<@{emu.member('carol').id}>" in fields["History"]
+    member = await emu.slash(
+        emu.member("alice"), emu.channel("general"), "loras", {"name": "water"}
+    )
+    names = [f["name"] for f in (await member.response()).data["embeds"][0]["fields"]]
+    assert "Training" not in names and "History" not in names
+
+
+# ---------------------------------------------------------------------------- the draft set
+
+
+async def pairs_command(
+    world: World, sub: str, options: dict[str, Any] | None = None, **files: bytes
+) -> Interaction:
+    emu = world.emu
+    attachments = {name: emu.attachment(data, f"{name}.png") for name, data in files.items()}
+    return await emu.slash(
+        emu.member("carol"),
+        emu.channel("general"),
+        f"admin pairs {sub}",
+        options or {},
+        attachments=attachments or None,
+    )
+
+
+async def test_a_draft_set_built_pair_by_pair_trains_like_a_zip(world: World) -> None:
+    colours = [
+        (200, 40, 40),
+        (40, 200, 40),
+        (40, 40, 200),
+        (200, 200, 40),
+        (40, 200, 200),
+        (200, 40, 200),
+    ]
+    for index, colour in enumerate(colours):
+        ix = await pairs_command(
+            world,
+            "add",
+            {"instruction": f"paint {index}"},
+            before=png(1024, 1024, colour),
+            after=png(1024, 1024, END),
+        )
+        assert f"Added pair {index + 1} to the draft set" in await world.reply_text(ix)
+    removed = await pairs_command(world, "remove", {"number": 2})
+    assert "Removed pair 2; the draft set has 5 left" in await world.reply_text(removed)
+
+    listing = await pairs_command(world, "list")
+    await listing.response()
+    page = await listing.wait_followup()
+    assert "Draft set: 5 pairs · page 1 of 1" in page.content
+    assert "**1.** paint 0" in page.content and "**2.** paint 2" in page.content
+    [(_, sheet_png, _)] = page.files
+    with Image.open(io.BytesIO(sheet_png)) as sheet:
+        rgb = sheet.convert("RGB")
+        # Each row: number, the before thumbnail, an arrow, the after thumbnail (160 px tiles).
+        firsts = [rgb.getpixel((64 + 80, 8 + row * 168 + 80)) for row in range(5)]
+    assert firsts == [colours[0], colours[2], colours[3], colours[4], colours[5]]
+
+    world.fal.training_time = 0.1
+    asked = await proposal(await train(world))
+    assert "Train `water` from 5 pairs (the draft set)?" in asked.content
+    await confirmed(world, asked)
+    await world.job_in(1, "delivered")
+    await world.result()
+    [fal_training] = trainer_jobs(world)
+    stored = world.fal.files[fal_training.body["image_data_url"][len(world.fal.cdn_url) :]]
+    with zipfile.ZipFile(io.BytesIO(stored.data)) as sent:
+        names = sorted(sent.namelist())
+        assert sent.read("pair_002.txt") == b"paint 2"
+    assert names[:3] == ["pair_001.txt", "pair_001_end.png", "pair_001_start.png"]
+    assert len(names) == 15
+
+    cleared = await pairs_command(world, "clear")
+    assert "Removed all 5 pairs" in await world.reply_text(cleared)
+
+
+async def test_only_managers_train(world: World) -> None:
+    # The server shows /admin to every member, but names no bot-manager role.
+    world.emu.set_command_permission(world.emu.guild, "admin", world.emu.role("Member"))
+    ix = await train(world, pairs_zip(5), member="alice")
+    assert "Only members with Manage Server" in await world.reply_text(ix)
+    assert world.fal.jobs == {}
