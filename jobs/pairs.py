@@ -41,7 +41,7 @@ class ZipLimits:
 
     max_zip_bytes: int = 200 * 1024 * 1024
     max_files: int = 2_000
-    max_total_bytes: int = 1024 * 1024 * 1024  # uncompressed, all entries together
+    max_total_bytes: int = 512 * 1024 * 1024  # uncompressed, all entries together (in memory)
     max_ratio: int = 100  # uncompressed ÷ compressed, for entries past RATIO_FLOOR
     max_image_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000

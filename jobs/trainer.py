@@ -188,8 +188,8 @@ class Trainer:
             steps, inputs_per_pair, ctx.config.training_price_per_step
         )
         sample_cost = sample_cost_usd(draft_refs(sample_inputs))
-        settings = await ctx.storage.settings.get(who.guild_id)
-        budget = settings.monthly_budget_usd
+        settings = await ctx.storage.settings.effective(who.guild_id, who.rules_channel_id)
+        budget = settings.guild.monthly_budget_usd
         estimate = round(training_cost + sample_cost, 6)
         refusal = await ctx.storage.quotas.would_refuse(
             who.guild_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
 import zipfile
 from typing import Any
 
@@ -360,3 +361,46 @@ async def test_only_managers_train(world: World) -> None:
     ix = await train(world, pairs_zip(5), member="alice")
     assert "Only members with Manage Server" in await world.reply_text(ix)
     assert world.fal.jobs == {}
+
+
+async def test_draft_pairs_are_checked_when_added_and_when_trained(world: World) -> None:
+    small = await pairs_command(world, "add", before=png(400, 400), after=png(1024, 1024))
+    assert "before (before.png) is 400×400; each side needs at least 512 px." in (
+        await world.reply_text(small)
+    )
+    assert await world.bot.storage.pairs.count(world.emu.guild.id) == 0
+    for _ in range(3):
+        ok = await pairs_command(world, "add", before=png(800, 800), after=png(1024, 1024))
+        assert "under 1,024 px on a side (before)" in await world.reply_text(ok)
+    missing = await pairs_command(world, "remove", {"number": 7})
+    assert "There is no pair 7; the draft set has 3" in await world.reply_text(missing)
+    few = await train(world, caption="paint it")
+    text = await world.reply_text(few)
+    assert "There are 3 pairs; a training needs at least 5" in text
+    assert "Add more with `/admin pairs add`" in text
+    two = await pairs_command(world, "add", before=png(1024, 1024), after=png(1024, 1024))
+    await world.reply_text(two)
+    three = await pairs_command(world, "add", before=png(1024, 1024), after=png(1024, 1024))
+    await world.reply_text(three)
+    uncaptioned = await train(world)
+    assert "5 pairs have no instruction (ROOT.txt) and no caption option was given" in (
+        await world.reply_text(uncaptioned)
+    )
+    assert world.fal.jobs == {} and await spent(world) == 0.0
+
+
+async def test_a_training_past_its_deadline_is_cancelled_and_refunded(world: World) -> None:
+    world.fal.training_time = 30.0
+    await confirmed(world, await proposal(await train(world, pairs_zip(5))))
+    job = await world.job_in(1, "submitted")
+    await world.fal.wait_for_status(job.fal_request_id, "IN_PROGRESS")
+    # The bot was down past the training's deadline (setup through storage, not under test).
+    path = world.settings.database_path
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE jobs SET deadline_at = created_at WHERE id = 1")
+    await world.restart()
+    expired = await world.job_in(1, "expired")
+    assert expired.error is not None and "so I cancelled the training" in expired.error
+    assert world.fal.jobs[job.fal_request_id].cancel_requested
+    assert await spent(world) == 0.0
+    assert await world.bot.storage.loras.get(world.emu.guild.id, "water") is None
