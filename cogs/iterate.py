@@ -359,11 +359,13 @@ class Iterate(commands.Cog):
     async def _on_rerun_reaction(self, reaction: Reaction, *, fresh: bool) -> bool:
         """True when this reaction was handled now (a rerun, or the refusal of one)."""
         key = (reaction.message_id, reaction.user_id)
-        if key in self._reacting:
-            return False  # a second quick reaction while the first is being admitted
+        # Admitted first: a tap landing after the admission is a repeat, even while the first
+        # tap's handling is still finishing (taking its reaction back).
         if self._recently_admitted(key):
             await self._take_back(reaction)
             return False
+        if key in self._reacting:
+            return False  # a second quick reaction while the first is being admitted
         self._reacting.add(key)
         try:
             reruns = self.bot.jobs.reruns
