@@ -118,9 +118,16 @@ def _stored_equals(row: sqlite3.Row, column: str, value: Any) -> bool:
     return bool(stored == _plain(value))
 
 
-def insert(conn: sqlite3.Connection, new: NewJob[Any], *, now: datetime) -> sqlite3.Row:
+def insert(
+    conn: sqlite3.Connection,
+    new: NewJob[Any],
+    *,
+    now: datetime,
+    quota_images: int | None = None,
+) -> sqlite3.Row:
     """Write an admitted job and its quota reservation. Runs inside the write transaction of
-    an admission that has checked the limits (here, or for a group in sweeps.py)."""
+    an admission that has checked the limits (here, or for a group in sweeps.py).
+    `quota_images`: what the reservation counts against the member (default: the job's)."""
     cost = to_micro_usd(new.cost_usd)
     params = {
         "guild_id": new.guild_id,
@@ -158,7 +165,7 @@ def insert(conn: sqlite3.Connection, new: NewJob[Any], *, now: datetime) -> sqli
         guild_id=new.guild_id,
         user_id=new.user_id,
         job_id=row["id"],
-        images=new.images,
+        images=new.images if quota_images is None else quota_images,
         cost_micro_usd=cost,
         now=now,
     )
@@ -174,26 +181,39 @@ class JobRepository(Generic[RequestT, ResultT]):
         self._model = model
 
     async def admit(
-        self, new: NewJob[RequestT], limits: QuotaLimits, *, now: datetime | None = None
+        self,
+        new: NewJob[RequestT],
+        limits: QuotaLimits,
+        *,
+        now: datetime | None = None,
+        quota_images: int | None = None,
     ) -> Job[RequestT, ResultT] | Refusal:
         """Check window usage, jobs in flight and the server's month spend against `limits`
         and, if all fit, write the job (admitted) and its reservation: one transaction, so
-        concurrent admissions, from any number of tasks or processes, never exceed a limit."""
+        concurrent admissions, from any number of tasks or processes, never exceed a limit.
+
+        `quota_images` is what the reservation counts against the member (default: the job's
+        images). 0 is work the server's budget pays alone (a training and its sample edit):
+        only its cost is reserved, and it is neither in the member's window nor in flight."""
         moment = utc(now)
+        charged = new.images if quota_images is None else quota_images
+        if charged < 0:
+            raise ValueError("quota_images must not be negative")
 
         def work(conn: sqlite3.Connection) -> sqlite3.Row | Refusal:
             refusal = quotas.check_admission(
                 conn,
                 guild_id=new.guild_id,
                 user_id=new.user_id,
-                images=new.images,
+                images=charged,
                 cost_micro_usd=to_micro_usd(new.cost_usd),
                 limits=limits,
                 now=moment,
+                member_pays=charged > 0,
             )
             if refusal is not None:
                 return refusal
-            return insert(conn, new, now=moment)
+            return insert(conn, new, now=moment, quota_images=charged)
 
         outcome = await self._conn.write(work)
         if isinstance(outcome, Refusal):

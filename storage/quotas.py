@@ -33,8 +33,9 @@ _COUNTED = "state <> 'refunded' AND forgiven = 0"
 _WINDOW_USED = f"""(SELECT COALESCE(SUM(images), 0) FROM quota_ledger
       WHERE guild_id = :guild AND user_id = :user AND created_at > :window_start
         AND {_COUNTED})"""
+# Reservations of 0 images are the server's (a training and its sample), not the member's.
 _IN_FLIGHT = """(SELECT COUNT(*) FROM quota_ledger
-      WHERE guild_id = :guild AND user_id = :user AND state = 'reserved')"""
+      WHERE guild_id = :guild AND user_id = :user AND state = 'reserved' AND images > 0)"""
 _MONTH_SPEND = """(SELECT COALESCE(SUM(micro_usd), 0) FROM guild_spend
       WHERE guild_id = :guild AND month = :month)"""
 
@@ -55,8 +56,11 @@ def check_admission(
     cost_micro_usd: int,
     limits: QuotaLimits,
     now: datetime,
+    member_pays: bool = True,
 ) -> Refusal | None:
-    """Why this request may not be admitted now, or None. Call inside a write transaction."""
+    """Why this request may not be admitted now, or None. Call inside a write transaction.
+    `member_pays=False`: work the server's budget pays alone (a training, its sample edit),
+    held to the budget only, never to the member's window or jobs in flight."""
     window_us = limits.window_seconds * MICROS_PER_SECOND
     now_us = to_us(now)
     figures = conn.execute(
@@ -83,7 +87,7 @@ def check_admission(
                 next_free_at=None if cost_micro_usd > budget_micro else next_month_start(now),
             )
     limit = limits.images_per_window
-    if limit is not None and figures["window_used"] + images > limit:
+    if member_pays and limit is not None and figures["window_used"] + images > limit:
         return Refusal(
             kind="quota",
             used=figures["window_used"],
@@ -100,7 +104,7 @@ def check_admission(
             ),
         )
     max_in_flight = limits.max_in_flight
-    if max_in_flight is not None and figures["in_flight"] >= max_in_flight:
+    if member_pays and max_in_flight is not None and figures["in_flight"] >= max_in_flight:
         return Refusal(
             kind="in_flight",
             used=figures["in_flight"],
@@ -249,7 +253,7 @@ class QuotaRepository:
                         AND {_COUNTED}) AS oldest,
                     (SELECT COUNT(*) FROM quota_ledger
                       WHERE guild_id = :guild AND user_id = :user
-                        AND state = 'reserved') AS in_flight""",
+                        AND state = 'reserved' AND images > 0) AS in_flight""",
                 {"guild": guild_id, "user": user_id, "start": to_us(moment) - window_us},
             ).fetchone()
             return row
