@@ -81,11 +81,6 @@ class Proposal(BaseModel):
     budget_usd: float = 0.0  # 0: no cap
 
 
-def _next_month(moment: datetime) -> datetime:
-    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
-    return moment.replace(year=year, month=month, day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
 def budget_words(refusal: Refusal, estimate: float) -> Words:
     """A training the budget can't take, in a manager's words."""
     if refusal.used < refusal.limit:
