@@ -206,7 +206,7 @@ async def test_admin_matrix(world: World, kind: str) -> None:
         expected["settings managers"] = "owners only"
     assert outcomes == expected
     assert set(outcomes) == admin_subcommands(emu)  # every /admin subcommand
-    assert len(outcomes) == 25
+    assert len(outcomes) == 30
     # One more round trip, then count: a refusal is the only message its member read.
     await world.reply_text(await emu.slash(member, emu.channel("general"), "quota"))
     for command, ix in refusals:

@@ -118,7 +118,8 @@ async def test_a_zip_becomes_a_registered_lora_and_a_labelled_sample(world: Worl
     assert sample.parent_job_id == 1 and sample.request.loras[0].path == weights
     [(filename, data, content_type)] = result.files
     assert (filename, content_type) == ("sample-2.png", "image/png")
-    assert_three_panels(data, sample.request.seed)
+    loras = tuple((lora.path, lora.scale) for lora in sample.request.loras)
+    assert_three_panels(data, sample.request.seed, loras)
     buttons = {c.get("custom_id") for c in walk_components(result.components)}
     assert {"job:2:rerun", "job:2:tweak", "job:2:reuse", "job:2:delete"} <= buttons
 
@@ -129,8 +130,11 @@ async def test_a_zip_becomes_a_registered_lora_and_a_labelled_sample(world: Worl
     assert final.components == []
 
 
-def assert_three_panels(data: bytes, seed: int) -> None:
-    """before | result | expected, left to right, each with a light label above it."""
+def assert_three_panels(
+    data: bytes, seed: int, loras: tuple[tuple[str, float], ...] = ()
+) -> None:
+    """before | result | expected, left to right, each with a light label above it. The fal
+    emulator tints a result by its seed and the LoRAs it ran with."""
     with Image.open(io.BytesIO(data)) as opened:
         sheet = opened.convert("RGB")
     width, height = sheet.size
@@ -138,7 +142,7 @@ def assert_three_panels(data: bytes, seed: int) -> None:
     middle = height // 2
     centres = [width // 6, width // 2, 5 * width // 6]
     assert sheet.getpixel((centres[0], middle)) == START
-    assert sheet.getpixel((centres[1], middle)) == expected_pixel(START, seed)
+    assert sheet.getpixel((centres[1], middle)) == expected_pixel(START, seed, 0, loras)
     assert sheet.getpixel((centres[2], middle)) == END
     for centre in centres:  # a label: light text on the dark band above each panel
         band = [
