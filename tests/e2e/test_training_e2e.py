@@ -130,9 +130,7 @@ async def test_a_zip_becomes_a_registered_lora_and_a_labelled_sample(world: Worl
     assert final.components == []
 
 
-def assert_three_panels(
-    data: bytes, seed: int, loras: tuple[tuple[str, float], ...] = ()
-) -> None:
+def assert_three_panels(data: bytes, seed: int, loras: tuple[tuple[str, float], ...] = ()) -> None:
     """before | result | expected, left to right, each with a light label above it. The fal
     emulator tints a result by its seed and the LoRAs it ran with."""
     with Image.open(io.BytesIO(data)) as opened:
