@@ -29,7 +29,7 @@ from client.fal import FalClient
 from composition import Parts, build_parts
 from jobs.metrics import Metrics
 from jobs.publisher import Publisher
-from jobs.records import EditStorage
+from jobs.records import JobStorage
 from jobs.service import JobService
 from settings import (
     DISCORD_PORTAL,
@@ -98,7 +98,7 @@ class FluxBot(commands.Bot):
         return self._parts
 
     @property
-    def storage(self) -> EditStorage:
+    def storage(self) -> JobStorage:
         return self.parts.storage
 
     @property

@@ -16,7 +16,7 @@ from client.fal import FalClient
 from cogs.utils.publisher import DiscordPublisher
 from jobs.context import JobConfig
 from jobs.metrics import Metrics
-from jobs.records import EditJob, EditStorage
+from jobs.records import AnyJob, JobStorage
 from jobs.service import JobService
 from settings import Settings
 from storage import Storage
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Parts:
-    storage: EditStorage
+    storage: JobStorage
     fal: FalClient
     publisher: DiscordPublisher
     jobs: JobService
@@ -56,7 +56,7 @@ async def build_parts(
     """Open the database (migrating it), make the fal client and wire the job service to the
     Discord publisher. No network call happens here."""
     storage = await Storage.open(
-        settings.database_location(), pool_size=settings.database_pool_size, job_model=EditJob
+        settings.database_location(), pool_size=settings.database_pool_size, job_model=AnyJob
     )
     try:
         fal = FalClient(
@@ -81,6 +81,9 @@ async def build_parts(
         JobConfig(
             outputs_dir=settings.database_path.parent / "outputs",
             job_timeout=float(settings.job_timeout_seconds),
+            training_timeout=float(settings.training_timeout_seconds),
+            trainer_endpoint=settings.fal_trainer_endpoint,
+            training_price_per_step=settings.training_price_per_step_usd,
             max_loras_per_server=settings.max_loras_per_server,
         ),
         metrics=metrics,

@@ -68,6 +68,26 @@ class Settings(BaseSettings):
     fal_endpoint: Annotated[str, Field(description="fal endpoint id that edits the images.")] = (
         "fal-ai/flux-2/lora/edit"
     )
+    fal_trainer_endpoint: Annotated[
+        str, Field(description="fal endpoint id that trains edit LoRAs from before/after pairs.")
+    ] = "fal-ai/flux-2-trainer/edit"
+    training_timeout_seconds: Annotated[
+        int,
+        Field(
+            ge=60,
+            le=7 * 86_400,
+            description="Cancel, expire and refund a training not done by then.",
+        ),
+    ] = 10_800
+    training_price_per_step_usd: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=1.0,
+            description="USD per training step, before fal's multiplier for the inputs per pair "
+            "(2.11 for one, up to 6.95 for four); unconfirmed, see docs/fal-trainer.md, Pricing.",
+        ),
+    ] = 0.0056
     dev_guild_id: Annotated[
         int | None,
         Field(description="Optional server id: sync commands there instantly while developing."),

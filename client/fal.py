@@ -14,11 +14,13 @@ base URLs carry their scheme so the client can talk to a local emulator over pla
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Literal
+from typing import Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -26,7 +28,14 @@ from pydantic import BaseModel, ConfigDict
 from client import media
 from client.errors import FalError, FalProtocolError, FalResultNotReady, FalSubmitOutcomeUnknown
 from client.retry import RetryPolicy
-from client.schema import CancelBody, EditInput, EditOutput, QueueStatus, SubmitResponse
+from client.schema import (
+    CancelBody,
+    EditInput,
+    EditOutput,
+    QueueStatus,
+    SubmitResponse,
+    TrainingInput,
+)
 from client.transport import DEFAULT_TIMEOUT, FalTransport, json_or_none, parse_body
 from client.upload import Uploader
 from client.watch import PollPolicy, watch_request
@@ -34,12 +43,18 @@ from client.watch import PollPolicy, watch_request
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "fal-ai/flux-2/lora/edit"
+TRAINER_ENDPOINT = "fal-ai/flux-2-trainer/edit"
+# Asks fal to keep a request's generated files with no expiry (docs/fal-trainer.md, "Keeping
+# the trained files").
+KEEP_FILES_HEADER = "X-Fal-Object-Lifecycle-Preference"
+KEEP_FILES = json.dumps({"expiration_duration_seconds": None})
 USER_AGENT = "flux2-lora-edit-bot"
 CancelOutcome = Literal["requested", "already_completed", "not_found"]
 
 _NAMESPACES = frozenset({"workflows", "comfy"})
 _LEGACY_APP_ID = re.compile(r"(\d+)-([A-Za-z0-9_-]+)")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+OutputT = TypeVar("OutputT", bound=BaseModel)
 
 
 class RequestHandle(BaseModel):
@@ -126,6 +141,16 @@ class FalClient:
         self._poll = poll or PollPolicy()
         self._uploader = Uploader(self._transport, self.rest_url, self.cdn_url)
 
+    def for_endpoint(self, endpoint: str) -> FalClient:
+        """A client for another endpoint of the same account (the edit trainer): the same
+        connection pools, retries, polling and request counters. Closing it closes nothing;
+        this client still owns the pools."""
+        sibling = copy.copy(self)
+        sibling.endpoint = endpoint.strip("/")
+        sibling._app_path = app_path(sibling.endpoint)
+        sibling._owns_http = sibling._owns_stream_http = False
+        return sibling
+
     def __repr__(self) -> str:  # never the key
         return f"FalClient(queue_url={self.queue_url!r}, endpoint={self.endpoint!r})"
 
@@ -158,14 +183,21 @@ class FalClient:
     # -- queue ----------------------------------------------------------------------------------
 
     async def submit(
-        self, input: EditInput, *, start_timeout: float | None = None
+        self,
+        input: EditInput | TrainingInput,
+        *,
+        start_timeout: float | None = None,
+        keep_files: bool = False,
     ) -> tuple[RequestHandle, QueueStatus]:
         """Queue a request. Never sends it twice unless fal provably did not see it.
 
         `start_timeout` (seconds, > 1) asks fal to give up if no runner starts in time; the
         request then completes with `startup_timeout` and is not retried by anyone.
+        `keep_files` asks fal to keep the request's generated files with no expiry.
         """
         headers = {"Accept": "application/json"}
+        if keep_files:
+            headers[KEEP_FILES_HEADER] = KEEP_FILES
         if start_timeout is not None:
             if start_timeout <= 1:
                 raise ValueError("start_timeout must be more than 1 second")
@@ -283,7 +315,11 @@ class FalClient:
         )
 
     async def result(self, handle: RequestHandle) -> EditOutput:
-        """The output of a completed request, or the typed error it ended with."""
+        """The output of a completed edit, or the typed error it ended with."""
+        return await self.result_as(handle, EditOutput)
+
+    async def result_as(self, handle: RequestHandle, model: type[OutputT]) -> OutputT:
+        """The output of a completed request read as `model` (this endpoint's output)."""
         response = await self._transport.send(
             "result",
             "GET",
@@ -292,7 +328,7 @@ class FalClient:
             headers={"Accept": "application/json"},
         )
         if response.status_code == 200:
-            return parse_body(EditOutput, response, "the result request")
+            return parse_body(model, response, "the result request")
         if response.status_code in (202, 400) and _still_running(response):
             raise FalResultNotReady(
                 "the request has not finished yet", status_code=response.status_code

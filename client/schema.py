@@ -125,6 +125,43 @@ class EditOutput(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
 
 
+# --- The edit trainer, `fal-ai/flux-2-trainer/edit` (docs/fal-trainer.md, "Input" and "Output")
+
+
+class TrainingInput(BaseModel):
+    """The request body of the edit trainer. Note the singular `image_data_url`: a zip of
+    before/after pairs in fal's layout (docs/fal-trainer.md, "The zip layout")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_data_url: Annotated[str, Field(min_length=1)]
+    steps: Annotated[int, Field(ge=1)] = 1000
+    learning_rate: Annotated[float, Field(gt=0)] = 0.00005
+    default_caption: str | None = None
+    output_lora_format: Literal["fal", "comfy"] = "fal"
+
+
+class OutputFile(BaseModel):
+    """fal's `File`: where an output lives and what it is."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    url: str
+    content_type: str | None = None
+    file_name: str | None = None
+    file_size: int | None = None
+
+
+class TrainingOutput(BaseModel):
+    """What the trainer returns: the LoRA weights (their URL goes straight into the edit
+    endpoint's `loras[].path`) and the training's config file."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    diffusers_lora_file: OutputFile
+    config_file: OutputFile | None = None
+
+
 class LogEntry(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 

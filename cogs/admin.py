@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from cogs.utils.buttons import cancel_list_view
 from cogs.utils.charts import render_spend_chart
-from cogs.utils.context import requester_from
+from cogs.utils.context import AttachmentInput, requester_from
 from cogs.utils.lora_ui import ConfirmRemove, admin_lora_autocomplete, lora_card
 from cogs.utils.onboarding import checklist_text, granted_from, granted_in
 from cogs.utils.preset_ui import (
@@ -26,9 +26,17 @@ from cogs.utils.preset_ui import (
 )
 from cogs.utils.render import MESSAGE_MAX, timestamp
 from cogs.utils.replies import reply
+from cogs.utils.training_ui import (
+    PairsPageButton,
+    ProposalButton,
+    pairs_page,
+    proposal_text,
+    proposal_view,
+)
 from jobs.runner import cancellable
 from jobs.server_policy import NOT_MANAGER, ONLY_OWNERS_NAME_MANAGERS
 from jobs.setup_check import ChannelFacts
+from jobs.trainer import TrainOptions
 
 if TYPE_CHECKING:
     from bot import FluxBot
@@ -53,6 +61,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     settings = app_commands.Group(name="settings", description="Server policy for edits")
     preset = app_commands.Group(
         name="preset", description="Presets: LoRAs, a prompt template and settings under a name"
+    )
+    pairs = app_commands.Group(
+        name="pairs", description="The draft set of before/after pairs to train a LoRA from"
     )
 
     def __init__(self, bot: FluxBot) -> None:
@@ -295,6 +306,124 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Manage the
     ) -> None:
         removed = await self.bot.jobs.presets.remove(requester_from(interaction), name)
         await reply(interaction, f"Removed the preset `{removed}`.")
+
+    @lora.command(name="train", description="Train an edit LoRA from before/after pairs")
+    @app_commands.describe(
+        name="The new LoRA's name (or, with replace, the one to retrain)",
+        pairs="Zip of ROOT_start.png + ROOT_end.png pairs (optional ROOT_start2-4, ROOT.txt); "
+        "none: the draft set",
+        steps="Training steps, 100–10,000 (default 1,000)",
+        learning_rate="Learning rate (default 0.00005)",
+        caption="The edit instruction for pairs without a ROOT.txt; also the LoRA's trigger",
+        description="What the LoRA does, shown to members",
+        nsfw="Only usable in age-restricted channels",
+        replace="Retrain the existing LoRA of this name; its history is kept",
+    )
+    async def train(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        pairs: discord.Attachment | None = None,
+        steps: app_commands.Range[int, 100, 10_000] | None = None,
+        learning_rate: app_commands.Range[float, 0.000001, 0.01] | None = None,
+        caption: str | None = None,
+        description: str | None = None,
+        nsfw: bool = False,
+        replace: bool = False,
+    ) -> None:
+        """Checks and prices everything, spends nothing: the answer asks to confirm the cost."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        who = requester_from(interaction)
+        options = TrainOptions(
+            steps=steps,
+            learning_rate=learning_rate,
+            caption=caption,
+            description=description,
+            nsfw=nsfw,
+            replace=replace,
+        )
+        training = self.bot.jobs.training
+        if pairs is not None:
+            proposal = await training.propose_zip(
+                who, name, AttachmentInput("pairs", pairs), options
+            )
+        else:
+            proposal = await training.propose_draft(who, name, options)
+        await reply(interaction, proposal_text(proposal), view=proposal_view(proposal.key))
+
+    # ------------------------------------------------------------------ the draft set of pairs
+
+    @pairs.command(name="add", description="Add a before/after pair to the draft set")
+    @app_commands.describe(
+        before="The input image",
+        after="The wanted output",
+        instruction="The edit this pair shows (else the caption option of the training)",
+        before2="A second input of this pair (optional)",
+        before3="A third input of this pair (optional)",
+        before4="A fourth input of this pair (optional)",
+    )
+    async def pairs_add(
+        self,
+        interaction: discord.Interaction,
+        before: discord.Attachment,
+        after: discord.Attachment,
+        instruction: str | None = None,
+        before2: discord.Attachment | None = None,
+        before3: discord.Attachment | None = None,
+        before4: discord.Attachment | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        extras = [
+            AttachmentInput(label, attachment)
+            for label, attachment in (
+                ("before2", before2),
+                ("before3", before3),
+                ("before4", before4),
+            )
+            if attachment is not None
+        ]
+        position, warnings = await self.bot.jobs.pairs.add(
+            requester_from(interaction),
+            AttachmentInput("before", before),
+            AttachmentInput("after", after),
+            extras,
+            instruction,
+        )
+        text = f"Added pair {position} to the draft set. See it with `/admin pairs list`."
+        text += "".join(f"\n⚠️ {warning}" for warning in warnings)
+        await reply(interaction, text)
+
+    @pairs.command(name="list", description="The draft set's pairs, as thumbnails")
+    @app_commands.describe(page="Page to show (5 pairs each)")
+    async def pairs_list(
+        self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 1000] = 1
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text, files, view = await pairs_page(self.bot.jobs, interaction, page - 1)
+        missing = discord.utils.MISSING
+        await interaction.followup.send(
+            text,
+            ephemeral=True,
+            files=files or missing,
+            view=view or missing,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+    @pairs.command(name="remove", description="Remove pair N from the draft set")
+    @app_commands.describe(number="The pair's number in /admin pairs list")
+    async def pairs_remove(
+        self, interaction: discord.Interaction, number: app_commands.Range[int, 1, 1000]
+    ) -> None:
+        left = await self.bot.jobs.pairs.remove(requester_from(interaction), number)
+        await reply(
+            interaction,
+            f"Removed pair {number}; the draft set has {left} left (later pairs moved up one).",
+        )
+
+    @pairs.command(name="clear", description="Empty the draft set")
+    async def pairs_clear(self, interaction: discord.Interaction) -> None:
+        removed = await self.bot.jobs.pairs.clear(requester_from(interaction))
+        await reply(interaction, f"Removed all {removed} pairs; the draft set is empty.")
 
     # ------------------------------------------------------------------ quotas
 
@@ -611,4 +740,5 @@ async def _member_names(guild: discord.Guild | None, user_ids: list[int]) -> dic
 
 
 async def setup(bot: FluxBot) -> None:
+    bot.add_dynamic_items(ProposalButton, PairsPageButton)
     await bot.add_cog(Admin(bot))

@@ -18,6 +18,7 @@ from cogs.utils.lora_ui import lora_autocomplete
 from cogs.utils.preset_ui import preset_autocomplete
 from cogs.utils.replies import reply
 from cogs.utils.ui import AnswersErrors
+from jobs.records import is_training
 from jobs.request import SIZE_CHOICES, EditOptions, LoraPick
 
 if TYPE_CHECKING:
@@ -41,8 +42,12 @@ class CancelButton(
 
     async def run(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await flux_bot(interaction).jobs.cancel(self.job_id, requester_from(interaction))
-        await reply(interaction, f"Edit #{self.job_id} is cancelled; you were not charged.")
+        job = await flux_bot(interaction).jobs.cancel(self.job_id, requester_from(interaction))
+        if is_training(job):
+            text = f"Training #{job.id} is cancelled; its cost went back to the server's budget."
+        else:
+            text = f"Edit #{self.job_id} is cancelled; you were not charged."
+        await reply(interaction, text)
 
 
 class Edit(commands.Cog):

@@ -389,6 +389,8 @@ class Iterate(commands.Cog):
         if key in self._reacting or self._recently_admitted(key):
             await self._take_back(reaction)
             return False
+        if key in self._reacting:
+            return False  # a second quick reaction while the first is being admitted
         self._reacting.add(key)
         try:
             reruns = self.bot.jobs.reruns

@@ -84,7 +84,7 @@ class Loras(commands.Cog):
         manager = await self.bot.jobs.policy.is_manager(who)
         viewer = Viewer(manager=manager, channel_nsfw=channel_is_nsfw(interaction.channel))
         card = await self.bot.jobs.registry.card(who, viewer, name)
-        await reply(interaction, embed=lora_card(card.lora, card.history))
+        await reply(interaction, embed=lora_card(card.lora, card.history, card.training))
 
 
 async def setup(bot: FluxBot) -> None:

@@ -16,7 +16,7 @@ from jobs.inputs import InputFile, Inputs, draft_refs
 from jobs.policy import Requester, check_channel, quota_limits, safety_checker_on
 from jobs.presets import Presets
 from jobs.publisher import DeliveryError
-from jobs.records import EditJob
+from jobs.records import EditJob, JobRequest, as_edit
 from jobs.refusals import describe_refusal, next_month
 from jobs.registry import Registry
 from jobs.request import EditOptions, EditRequest, InputRef, RecipeLora, build_request
@@ -205,18 +205,23 @@ class Admission:
         parent_job_id: int | None = None,
         request_message_id: int | None = None,
         settings: EffectiveSettings | None = None,
+        server_pays: bool = False,
     ) -> EditJob:
-        """Reserve quota and write the job atomically, show its status, start driving it."""
+        """Reserve quota and write the job atomically, show its status, start driving it.
+        `server_pays`: a training's sample edit, paid by the server's budget (room for it was
+        kept when the training was confirmed), not by the member's quota."""
         ctx = self._ctx
         settings = settings or await ctx.storage.settings.effective(
             who.guild_id, who.rules_channel_id
         )
         check_channel(settings)
         limits = quota_limits(settings.guild, who)
+        if server_pays:
+            limits = QuotaLimits(images_per_window=None, window_seconds=limits.window_seconds)
         now = ctx.now()
         cost = price(request)
         outcome = await ctx.storage.jobs.admit(
-            NewJob[EditRequest](
+            NewJob[JobRequest](
                 guild_id=who.guild_id,
                 channel_id=who.channel_id,
                 user_id=who.user_id,
@@ -232,10 +237,11 @@ class Admission:
             ),
             limits,
             now=now,
+            quota_images=0 if server_pays else None,
         )
         if isinstance(outcome, Refusal):
             self._refuse(who, outcome, request.count, limits)
-        job = outcome
+        job = as_edit(outcome)
         ctx.notices.spend_changed(job.guild_id)
         ctx.metrics.transitions.labels(state="admitted").inc()
         ctx.metrics.in_flight.inc()
@@ -255,4 +261,5 @@ class Admission:
         except DeliveryError as error:
             await self._runner.abandon(job.id)
             raise Refused(f"{error} You were not charged.") from None
-        return await self._ctx.storage.jobs.get(job.id) or job
+        stored = await self._ctx.storage.jobs.get(job.id)
+        return job if stored is None else as_edit(stored)

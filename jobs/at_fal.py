@@ -1,20 +1,24 @@
 """A job's time at fal: submit once, store the request id, watch until fal is done, fetch the
-result (docs/fal-queue.md, "Submit" and "The unknown-outcome window")."""
+result (docs/fal-queue.md, "Submit" and "The unknown-outcome window"). An edit and a training
+take the same path on their own endpoints; a training also asks fal for its logs, whose
+progress the status message shows (docs/fal-trainer.md, "Progress in the logs")."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from datetime import datetime, timedelta
 
 from client.errors import FalCancelled, FalError, FalSubmitOutcomeUnknown
 from client.fal import CancelOutcome, RequestHandle
-from client.schema import QueueStatus
+from client.schema import QueueStatus, TrainingOutput
 from jobs.context import JobContext
 from jobs.fal_failures import fal_failure_text
 from jobs.outputs import Outputs
-from jobs.records import EditJob
+from jobs.records import AnyJob, JobResult, as_edit, is_training
 from jobs.status import StatusBoard, StatusThrottle
+from jobs.training import TrainingResult, read_progress
 from jobs.transitions import Transitions
 from storage.models import JobState
 
@@ -44,7 +48,7 @@ class AtFal:
         self._outputs = outputs
         self._submitting: dict[int, asyncio.Future[None]] = {}
 
-    def handle(self, job: EditJob) -> RequestHandle:
+    def handle(self, job: AnyJob) -> RequestHandle:
         """The URLs fal gave at submit (docs/fal-queue.md, "URLs and request ids")."""
         if job.fal_status_url and job.fal_response_url and job.fal_cancel_url:
             return RequestHandle(
@@ -53,14 +57,14 @@ class AtFal:
                 response_url=job.fal_response_url,
                 cancel_url=job.fal_cancel_url,
             )
-        return self._ctx.fal.handle_for(job.fal_request_id or "")
+        return self._ctx.fal_for(job).handle_for(job.fal_request_id or "")
 
-    async def cancel(self, job: EditJob, why: str) -> CancelOutcome | None:
+    async def cancel(self, job: AnyJob, why: str) -> CancelOutcome | None:
         """Ask fal to drop a submitted job; None when there was nothing at fal or fal could
         not be told (logged; the job ends on our side)."""
         if job.state != JobState.SUBMITTED:
             return None
-        fal, handle = self._ctx.fal, self.handle(job)
+        fal, handle = self._ctx.fal_for(job), self.handle(job)
         try:
             outcome = await fal.cancel(handle)
             if outcome == "already_completed":
@@ -86,13 +90,13 @@ class AtFal:
         if pending:
             await asyncio.wait(pending, timeout=SETTLE_LIMIT)
 
-    async def submit(self, job: EditJob) -> EditJob:
+    async def submit(self, job: AnyJob) -> AnyJob:
         """Submit and store the outcome as one unit that cancelling the job's task does not
         cut in two: once the request is on the wire, its request id is always recorded."""
         settled = asyncio.get_running_loop().create_future()
         self._submitting[job.id] = settled
 
-        async def submit_and_store() -> EditJob:
+        async def submit_and_store() -> AnyJob:
             try:
                 return await self._submit(job)
             finally:
@@ -103,9 +107,13 @@ class AtFal:
         inner.add_done_callback(_observed)
         return await asyncio.shield(inner)
 
-    async def _submit(self, job: EditJob) -> EditJob:
+    async def _submit(self, job: AnyJob) -> AnyJob:
         try:
-            handle, first = await self._ctx.fal.submit(job.request.to_fal_input())
+            # A training's files are asked to outlive fal's default retention: the LoRA's
+            # path is their URL (docs/fal-trainer.md, "Keeping the trained files").
+            handle, first = await self._ctx.fal_for(job).submit(
+                job.request.to_fal_input(), keep_files=is_training(job)
+            )
         except FalSubmitOutcomeUnknown:
             log.warning("job %s: submit outcome unknown; not resubmitting", job.id)
             await self._status.fail(job.id, OUTCOME_UNKNOWN)
@@ -131,19 +139,23 @@ class AtFal:
         )
         return job
 
-    async def watch(self, job: EditJob, throttle: StatusThrottle) -> EditJob:
+    async def watch(self, job: AnyJob, throttle: StatusThrottle) -> AnyJob:
         ctx, timings = self._ctx, self._status.timings
+        training = is_training(job)
         queued_at = time.monotonic()
         first_position: int | None = None
         running_at: float | None = None
         last: QueueStatus | None = None
+        progress: tuple[int, int] | None = None
+        first_step = (queued_at, 0)  # (when, step) progress was first seen: the rate's origin
         try:
-            async for status in ctx.fal.watch(self.handle(job)):
+            async for status in ctx.fal_for(job).watch(self.handle(job), logs=training):
                 last = status
                 if status.status == "IN_QUEUE":
                     if first_position is None:
                         first_position = status.queue_position
-                    eta = timings.eta(ctx.now(), status.queue_position)
+                    # Edit timings say nothing about how long a training will take.
+                    eta = None if training else timings.eta(ctx.now(), status.queue_position)
                     await throttle.push(
                         self._status.update(
                             job, "queued", queue_position=status.queue_position, eta_at=eta
@@ -151,21 +163,34 @@ class AtFal:
                     )
                 elif status.status == "IN_PROGRESS" and running_at is None:
                     running_at = time.monotonic()
+                    if training:
+                        progress = read_progress(status.logs or [])
+                        first_step = (running_at, progress[0] if progress else 0)
+                        await throttle.push(self._status.update(job, "running", progress=progress))
+                        continue
                     timings.observe_wait(running_at - queued_at, first_position or 0)
                     ctx.metrics.fal_queue_seconds.observe(running_at - queued_at)
                     eta = timings.eta(ctx.now(), None)
                     await throttle.push(self._status.update(job, "running", eta_at=eta))
+                elif status.status == "IN_PROGRESS" and training and running_at is not None:
+                    step = read_progress(status.logs or [], progress)
+                    if step != progress and step is not None:
+                        progress = step
+                        until = _training_eta(ctx.now(), first_step, step)
+                        await throttle.push(
+                            self._status.update(job, "running", progress=step, eta_at=until)
+                        )
         except FalError as error:  # fal stopped answering about it, or forgot it
             await self._status.fail(job.id, fal_failure_text(error, ctx.metrics))
             return await self._transitions.reload(job.id)
-        if running_at is not None:
+        if running_at is not None and not training:  # edit timings make the edits' ETA
             timings.observe_run(time.monotonic() - running_at)
             ctx.metrics.fal_run_seconds.observe(time.monotonic() - running_at)
         if last is not None and last.error_type == "client_cancelled":
             await self._transitions.finish(job.id, JobState.CANCELLED, error="cancelled at fal")
             return await self._transitions.reload(job.id)
         try:
-            output = await ctx.fal.result(self.handle(job))
+            stored = await self._result(job)
         except FalCancelled:
             await self._status.end(job.id, JobState.CANCELLED, "cancelled at fal", note=False)
             return await self._transitions.reload(job.id)
@@ -173,15 +198,44 @@ class AtFal:
             ctx.notices.fal_failed(error)
             await self._status.fail(job.id, fal_failure_text(error, ctx.metrics))
             return await self._transitions.reload(job.id)
-        stored = await self._outputs.store(job, output)
         job = await self._transitions.move(
             job.id, JobState.COMPLETED, expect={JobState.SUBMITTED}, result=stored
         )
-        log.info("job %s completed seed=%s images=%s", job.id, output.seed, len(output.images))
+        log.info("job %s completed (%s)", job.id, job.request.kind)
         return job
 
+    async def _result(self, job: AnyJob) -> JobResult:
+        """fal's output, fetched at once (fal keeps it briefly): an edit's images go to disk;
+        a training's weights stay at fal, their URL is all the bot keeps."""
+        handle = self.handle(job)
+        if is_training(job):
+            output = await self._ctx.fal_for(job).result_as(handle, TrainingOutput)
+            weights = output.diffusers_lora_file
+            return TrainingResult(
+                lora_url=weights.url,
+                config_url=output.config_file.url if output.config_file else None,
+                lora_bytes=weights.file_size,
+            )
+        edit = as_edit(job)
+        result = await self._ctx.fal.result(handle)
+        log.info("job %s: fal made %d images, seed %s", job.id, len(result.images), result.seed)
+        return await self._outputs.store(edit, result)
 
-def _observed(task: asyncio.Future[EditJob]) -> None:
+
+def _training_eta(
+    now: datetime, origin: tuple[float, int], progress: tuple[int, int]
+) -> datetime | None:
+    """When the training should end at the rate measured since `origin` (when, step): this
+    process's own observations, so a restart in the middle does not skew it."""
+    since, from_step = origin
+    done, total = progress
+    elapsed = time.monotonic() - since
+    if done <= from_step or elapsed <= 0:
+        return None
+    return now + timedelta(seconds=elapsed / (done - from_step) * (total - done))
+
+
+def _observed(task: asyncio.Future[AnyJob]) -> None:
     """A shielded submit whose waiter was cancelled: its failure is logged, not lost."""
     if not task.cancelled() and task.exception() is not None:
         log.error("a submit failed after its job task stopped", exc_info=task.exception())

@@ -9,18 +9,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from client.fal import FalClient
+from client.fal import TRAINER_ENDPOINT, FalClient
 from jobs.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from jobs.metrics import Metrics
 from jobs.notices import Notices
 from jobs.publisher import Publisher
-from jobs.records import EditStorage
+from jobs.records import AnyJob, JobStorage, is_training
+from jobs.training import DEFAULT_PRICE_PER_STEP_USD
 
 
 @dataclass(frozen=True, slots=True)
 class JobConfig:
     outputs_dir: Path
     job_timeout: float = 900.0
+    training_timeout: float = 10_800.0
+    trainer_endpoint: str = TRAINER_ENDPOINT
+    training_price_per_step: float = DEFAULT_PRICE_PER_STEP_USD
     max_input_bytes: int = DEFAULT_MAX_BYTES
     max_input_pixels: int = DEFAULT_MAX_PIXELS
     max_loras_per_server: int = 100
@@ -28,7 +32,7 @@ class JobConfig:
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
-    storage: EditStorage
+    storage: JobStorage
     fal: FalClient
     publisher: Publisher
     config: JobConfig
@@ -36,6 +40,15 @@ class JobContext:
     now: Callable[[], datetime]
     rng: random.Random
     notices: Notices = field(default_factory=Notices)  # budget alerts listen here
+    trainer: FalClient | None = None  # the edit trainer's endpoint (same account)
+
+    def fal_for(self, job: AnyJob) -> FalClient:
+        """The client of the endpoint this job runs on."""
+        if is_training(job):
+            if self.trainer is None:
+                raise RuntimeError("no fal client for the edit trainer")
+            return self.trainer
+        return self.fal
 
     def new_seed(self) -> int:
         return self.rng.randrange(0, 2**32)

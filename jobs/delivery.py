@@ -1,11 +1,16 @@
 """Posting a completed job: the safety policy applied, files fitted to the upload limit, the
-result message posted exactly once (docs/architecture.md, "The job lifecycle")."""
+result message posted exactly once (docs/architecture.md, "The job lifecycle"). A training's
+delivery (register the LoRA, start its sample) is handed to the training room; a sample edit
+is posted as one picture, before | result | expected."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 
+from client.errors import FalError
 from jobs.context import JobContext
 from jobs.encode import fit_to_limit
 from jobs.outputs import Outputs
@@ -17,7 +22,8 @@ from jobs.publisher import (
     DeliveryTooLarge,
     ResultImage,
 )
-from jobs.records import EditJob
+from jobs.records import AnyJob, EditJob, TrainingJob, as_edit, is_training
+from jobs.sample_image import compose
 from jobs.status import StatusBoard
 from jobs.transitions import Transitions
 from storage.models import JobState
@@ -37,8 +43,20 @@ class Deliverer:
         self._transitions = transitions
         self._status = status
         self._outputs = outputs
+        self._trained: Callable[[TrainingJob], Awaitable[AnyJob]] | None = None
 
-    async def deliver(self, job: EditJob) -> EditJob:
+    def on_trainings(self, deliver: Callable[[TrainingJob], Awaitable[AnyJob]]) -> None:
+        """Who delivers a finished training (the training room, built after the runner)."""
+        self._trained = deliver
+
+    async def deliver(self, job: AnyJob) -> AnyJob:
+        if is_training(job):
+            if self._trained is None:
+                raise RuntimeError("no one delivers trainings")
+            return await self._trained(job)
+        return await self._deliver_edit(as_edit(job))
+
+    async def _deliver_edit(self, job: EditJob) -> AnyJob:
         ctx, request = self._ctx, job.request
         if request.sweep is not None:
             return job  # a sweep's cell is posted on the sweep's sheet (jobs/sheets.py)
@@ -68,6 +86,8 @@ class Deliverer:
                 "You were not charged.",
             )
             return await self._transitions.reload(job.id)
+        if request.expected is not None:
+            images = [await self._sample_sheet(job, images[0])]
         images, reencoded = fit_to_limit(images, request.upload_limit)
         finished = job.completed_at or ctx.now()
         delivery = Delivery(
@@ -95,16 +115,38 @@ class Deliverer:
         except DeliveryError as error:
             await self._status.fail(job.id, f"{error} You were not charged.")
             return await self._transitions.reload(job.id)
-        job = await self._transitions.move(
+        delivered = await self._transitions.move(
             job.id, JobState.DELIVERED, expect={JobState.COMPLETED}, result_message_id=message_id
         )
         log.info("job %s delivered message=%s", job.id, message_id)
         if job.lora_ids:  # a LoRA's "uses" counts results members actually got
             await ctx.storage.loras.increment_uses(job.lora_ids)
-        await ctx.publisher.decorate(job)
-        await self._status.show(job.id, self._status.update(job, "delivered"))
+        await ctx.publisher.decorate(delivered)
+        await self._status.show(job.id, self._status.update(delivered, "delivered"))
         await self._outputs.remove(job.id)
-        return job
+        return delivered
+
+    async def _sample_sheet(self, job: EditJob, result: ResultImage) -> ResultImage:
+        """A training's sample: the pair's start image, the result and the pair's end image
+        as one labelled picture."""
+        request, fal = job.request, self._ctx.fal
+        assert request.expected is not None
+        limit = self._ctx.config.max_input_bytes
+        try:
+            before = await fal.download(request.inputs[0].url, max_bytes=limit)
+            expected = await fal.download(request.expected.url, max_bytes=limit)
+        except FalError:  # the pair's images are gone from fal: the result alone still helps
+            log.warning("job %s: the sample's pair images can't be fetched", job.id, exc_info=True)
+            return result
+        sheet, width, height = await asyncio.to_thread(compose, before, result.data, expected)
+        return dataclasses.replace(
+            result,
+            data=sheet,
+            filename=f"sample-{job.id}.png",
+            content_type="image/png",
+            width=width,
+            height=height,
+        )
 
     async def _parent_result(self, job: EditJob) -> tuple[int, int] | None:
         if job.parent_job_id is None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from jobs.records import EditJob
+from jobs.records import AnyJob, EditJob, JobRequest
 from jobs.request import EditRequest
 from jobs.sweep_plan import SweepRecipe
 from jobs.text import Words
@@ -32,11 +32,12 @@ class DeliveryTooLarge(DeliveryError):
 @dataclass(frozen=True, slots=True)
 class StatusUpdate:
     phase: Phase
-    request: EditRequest
+    request: JobRequest
     started_at: datetime
     queue_position: int | None = None
     eta_at: datetime | None = None
     note: str | None = None
+    progress: tuple[int, int] | None = None  # (step, of): a training's progress at fal
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,16 +98,16 @@ class SheetDelivery:
 
 
 class Publisher(Protocol):
-    async def show_status(self, job: EditJob, update: StatusUpdate) -> int | None:
+    async def show_status(self, job: AnyJob, update: StatusUpdate) -> int | None:
         """Create the job's status message or edit it; returns the id when it created one."""
 
     async def deliver(self, job: EditJob, delivery: Delivery) -> int:
         """Post the result (nonce derived from the job id); returns the message id."""
 
-    async def decorate(self, job: EditJob) -> None:
+    async def decorate(self, job: AnyJob) -> None:
         """Finishing touches on a recorded result message (the rerun reaction)."""
 
-    async def notify(self, job: EditJob, text: str) -> None:
+    async def notify(self, job: AnyJob, text: str) -> None:
         """Tell the requester something privately where Discord allows it."""
 
     async def show_sweep(self, sweep: Sweep, update: SweepStatus) -> int | None:

@@ -18,7 +18,8 @@ from jobs.policy import Requester
 from jobs.request import RecipeLora
 from storage.errors import DuplicateName, LoraLimitReached, LoraNotFound
 from storage.loras import LoraRepository
-from storage.models import Lora, LoraChange
+from storage.models import Lora, LoraChange, LoraTraining
+from storage.trainings import TrainingRepository
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Page:
 class Card:
     lora: Lora
     history: list[LoraChange] | None  # managers only
+    training: LoraTraining | None = None  # managers only: the recipe of a trained LoRA
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +77,15 @@ async def _member_facing() -> AsyncIterator[None]:
 
 
 class Registry:
-    def __init__(self, loras: LoraRepository, max_per_server: int) -> None:
+    def __init__(
+        self,
+        loras: LoraRepository,
+        max_per_server: int,
+        trainings: TrainingRepository | None = None,
+    ) -> None:
         self._loras = loras
         self._max = max_per_server
+        self._trainings = trainings
 
     # ------------------------------------------------------------------ managers' changes
 
@@ -167,8 +175,11 @@ class Registry:
         lora = await self._loras.get(who.guild_id, name)
         if lora is None or not viewer.sees(lora):
             raise NotFound(f"This server has no LoRA named `{name}`.")
-        history = await self._loras.history(who.guild_id, lora.name) if viewer.manager else None
-        return Card(lora, history)
+        if not viewer.manager:
+            return Card(lora, None)
+        history = await self._loras.history(who.guild_id, lora.name)
+        trained = await self._trainings.latest(lora.id) if self._trainings else None
+        return Card(lora, history, trained)
 
     async def page(self, guild_id: int, page: int, *, channel_nsfw: bool) -> Page:
         """The member list (disabled LoRAs are left out even for managers)."""

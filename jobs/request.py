@@ -99,6 +99,7 @@ class SweepCell(BaseModel):
 class EditRequest(BaseModel):
     """The full recipe of one job, stored as JSON with the job and enough to rerun it."""
 
+    kind: Literal["edit"] = "edit"
     prompt: str
     final_prompt: str
     loras: list[RecipeLora]
@@ -117,6 +118,8 @@ class EditRequest(BaseModel):
     upload_limit: int
     preset: str | None = None  # the server preset the recipe was made with
     sweep: SweepCell | None = None  # set on the jobs that are cells of a sweep
+    # A training's sample edit: the pair's end image, posted beside the result.
+    expected: InputRef | None = None
 
     def to_fal_input(self) -> EditInput:
         image_size: ImageSize | str

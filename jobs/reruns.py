@@ -10,7 +10,7 @@ from jobs.admission import Admission
 from jobs.context import JobContext
 from jobs.errors import NotAllowed, NotFound
 from jobs.policy import Requester, is_manager
-from jobs.records import EditJob
+from jobs.records import EditJob, is_edit
 from jobs.registry import Registry
 from jobs.request import EditOptions, InputRef, RecipeLora
 
@@ -30,20 +30,22 @@ class Reruns:
     async def result_job(self, who: Requester, job_id: int) -> EditJob:
         """A job of this server, or NotFound (other servers' jobs are invisible)."""
         job = await self._ctx.storage.jobs.get(job_id)
-        if job is None or job.guild_id != who.guild_id:
+        if job is None or job.guild_id != who.guild_id or not is_edit(job):
             raise NotFound("That edit doesn't exist on this server.")
         return job
 
     async def by_result_message(self, guild_id: int, message_id: int) -> EditJob | None:
         """The job whose result is this message, on this server (for 🔁 reactions)."""
         job = await self._ctx.storage.jobs.by_result_message(message_id)
-        return job if job is not None and job.guild_id == guild_id else None
+        if job is None or job.guild_id != guild_id or not is_edit(job):
+            return None
+        return job
 
     async def recent_results(self, hours: int) -> list[EditJob]:
         """Results posted in the last `hours`: where 🔁 reactions may wait unseen after a
         restart."""
         since = self._ctx.now() - timedelta(hours=hours)
-        return await self._ctx.storage.jobs.delivered_since(since)
+        return [job for job in await self._ctx.storage.jobs.delivered_since(since) if is_edit(job)]
 
     async def note_reaction(self, message_id: int, user_id: int, *, fresh: bool) -> bool:
         """Record that this member's 🔁 on this result is being handled. A live reaction is

@@ -12,7 +12,7 @@ from jobs.context import JobContext
 from jobs.delivery import Deliverer
 from jobs.errors import NotAllowed, NotFound
 from jobs.policy import Requester, is_manager
-from jobs.records import EditJob
+from jobs.records import AnyJob, is_training
 from jobs.status import StatusBoard, StatusThrottle
 from jobs.transitions import Transitions
 from storage.models import TERMINAL_STATES, JobState
@@ -20,7 +20,7 @@ from storage.models import TERMINAL_STATES, JobState
 log = logging.getLogger(__name__)
 
 
-def cancellable(job: EditJob) -> bool:
+def cancellable(job: AnyJob) -> bool:
     """Running at fal or waiting for it; a completed job is being posted, nothing to cancel."""
     return job.state not in TERMINAL_STATES and job.state != JobState.COMPLETED
 
@@ -108,7 +108,7 @@ class Runner:
         finally:
             throttle.close()
 
-    async def _run_at_fal(self, job: EditJob, throttle: StatusThrottle) -> EditJob:
+    async def _run_at_fal(self, job: AnyJob, throttle: StatusThrottle) -> AnyJob:
         """Submit (if not yet) and watch until fal is done; expire the job at its deadline."""
         remaining = (job.deadline_at - self._ctx.now()).total_seconds()
         try:
@@ -127,12 +127,13 @@ class Runner:
         if job.state in TERMINAL_STATES:
             return
         await self._fal.cancel(job, "on expiry")
-        minutes = self._ctx.config.job_timeout / 60
-        text = f"fal didn't finish within {minutes:g} minutes, so I cancelled the edit. "
+        minutes = round((job.deadline_at - job.created_at).total_seconds() / 60, 1)
+        what = "training" if is_training(job) else "edit"
+        text = f"fal didn't finish within {minutes:g} minutes, so I cancelled the {what}. "
         text += "You were not charged."
         await self._status.end(job_id, JobState.EXPIRED, text)
 
-    async def cancel(self, job_id: int, who: Requester) -> EditJob:
+    async def cancel(self, job_id: int, who: Requester) -> AnyJob:
         ctx = self._ctx
         job = await ctx.storage.jobs.get(job_id)
         if job is None or job.guild_id != who.guild_id:

@@ -2,6 +2,7 @@
 hands each caller the piece it needs; the rules live in the rooms, not here.
 
     admission → runner (at_fal → outputs) → delivery, with status and transitions beside them;
+    trainer (pairs checked, priced, confirmed) → the same runner → trained (registry, sample);
     registry, server_policy and usage for what managers and members change and read;
     setup_check, spend and alerts for the first five minutes and the money at a glance;
     sweeps (a group of jobs) → sheets (their one contact sheet), presets and compare.
@@ -20,6 +21,7 @@ from jobs.at_fal import AtFal
 from jobs.compare import Compare
 from jobs.context import JobConfig, JobContext
 from jobs.delivery import Deliverer
+from jobs.draft_pairs import DraftPairs
 from jobs.forms import FormDrafts
 from jobs.inputs import InputFile, Inputs
 from jobs.metrics import Metrics
@@ -27,7 +29,7 @@ from jobs.outputs import Outputs
 from jobs.policy import Requester
 from jobs.presets import Presets
 from jobs.publisher import Publisher
-from jobs.records import EditJob, EditStorage
+from jobs.records import AnyJob, EditJob, JobStorage
 from jobs.registry import Registry
 from jobs.request import EditOptions, InputRef
 from jobs.reruns import Reruns
@@ -38,6 +40,8 @@ from jobs.sheets import Sheets
 from jobs.spend import SpendViews
 from jobs.status import StatusBoard
 from jobs.sweeps import Sweeps
+from jobs.trained import TrainedDelivery
+from jobs.trainer import Trainer
 from jobs.transitions import Transitions
 from jobs.usage import UsageViews
 from storage.models import JobState
@@ -48,7 +52,7 @@ __all__ = ["InputFile", "JobConfig", "JobService", "Started"]
 class JobService:
     def __init__(
         self,
-        storage: EditStorage,
+        storage: JobStorage,
         fal: FalClient,
         publisher: Publisher,
         config: JobConfig,
@@ -66,6 +70,7 @@ class JobService:
             metrics=self.metrics,
             now=now,
             rng=rng or random.SystemRandom(),
+            trainer=fal.for_endpoint(config.trainer_endpoint),
         )
         self._ctx = ctx
         self.storage, self.fal, self.publisher, self.config = storage, fal, publisher, config
@@ -77,7 +82,7 @@ class JobService:
         self.runner = Runner(ctx, self.transitions, self.status, at_fal, deliverer)
         self.inputs = Inputs(ctx)
         self.sheets = Sheets(ctx, self.transitions, outputs, self.inputs)
-        self.registry = Registry(storage.loras, config.max_loras_per_server)
+        self.registry = Registry(storage.loras, config.max_loras_per_server, storage.trainings)
         self.policy = ServerPolicy(storage.settings, storage.quotas)
         self.usage = UsageViews(storage, self.policy)
         self.presets = Presets(storage.presets, storage.loras)
@@ -92,6 +97,11 @@ class JobService:
         self.forms = FormDrafts(storage.settings)
         self.setup = SetupCheck(storage)
         self.spend = SpendViews(storage, now)
+        self.pairs = DraftPairs(ctx, self.inputs, self.policy)
+        self.training = Trainer(ctx, self.inputs, self.policy, self.pairs, self.runner, self.status)
+        deliverer.on_trainings(
+            TrainedDelivery(ctx, self.transitions, self.status, self.admission).deliver
+        )
         self.alerts = BudgetAlerts(ctx, self.policy)
         ctx.notices.listen(self.alerts)
 
@@ -129,7 +139,7 @@ class JobService:
             job_id, who, seed=seed, prompt=prompt, scales=scales, first_input=first_input
         )
 
-    async def cancel(self, job_id: int, who: Requester) -> EditJob:
+    async def cancel(self, job_id: int, who: Requester) -> AnyJob:
         return await self.runner.cancel(job_id, who)
 
     # ------------------------------------------------------------------ the process
@@ -141,7 +151,7 @@ class JobService:
         """A small write, so a health check learns whether the database still takes writes."""
         await self.storage.settings.set_meta("healthz", self._ctx.now().isoformat())
 
-    async def wait_for_state(self, job_id: int, *states: JobState) -> EditJob:
+    async def wait_for_state(self, job_id: int, *states: JobState) -> AnyJob:
         return await self.transitions.wait_for_state(job_id, *states)
 
     async def wait_idle(self) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jobs.policy import Requester
-from jobs.records import EditStorage
+from jobs.records import JobStorage
 from jobs.text import ChannelRef, Part, RoleRef, Words, plural
 from storage.models import GuildSettings
 
@@ -211,7 +211,7 @@ def _permissions(facts: ChannelFacts) -> CheckItem:
 class SetupCheck:
     """`/admin setup`: reads what the server stored, then builds the checklist."""
 
-    def __init__(self, storage: EditStorage) -> None:
+    def __init__(self, storage: JobStorage) -> None:
         self._storage = storage
 
     async def channels_to_check(self, who: Requester) -> list[int]:

@@ -34,7 +34,7 @@ from jobs.publisher import (
     SweepPhase,
     SweepStatus,
 )
-from jobs.records import EditJob, StoredImage
+from jobs.records import AnyJob, EditJob, StoredImage, as_edit, is_edit
 from jobs.sweep_plan import SweepRecipe
 from jobs.transitions import Transitions
 from storage.models import REFUND_STATES, TERMINAL_STATES, JobState
@@ -84,8 +84,8 @@ class Sheets:
 
     # ------------------------------------------------------------------ driving
 
-    def _on_move(self, job: EditJob) -> None:
-        if job.request.sweep is not None and settled(job):
+    def _on_move(self, job: AnyJob) -> None:
+        if is_edit(job) and job.request.sweep is not None and settled(job):
             self._spawn(self._settle_cell(job.id))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -153,7 +153,7 @@ class Sheets:
         log.info("sweep %s finished: sheet %s", sweep.id, sweep.sheet_message_id)
 
     async def _cells(self, sweep: Sweep) -> list[EditJob]:
-        return [await self._transitions.reload(cell.job_id) for cell in sweep.cells]
+        return [as_edit(await self._transitions.reload(cell.job_id)) for cell in sweep.cells]
 
     # ------------------------------------------------------------------ the status message
 

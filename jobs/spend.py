@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from jobs.policy import Requester
-from jobs.records import EditStorage
+from jobs.records import JobStorage
 from storage.clock import month_start, next_month_start, to_micro_usd
 from storage.models import DaySpend
 
@@ -138,7 +138,7 @@ def build_chart(
 class SpendViews:
     """`/admin usage`'s chart data, read from the ledger of one server."""
 
-    def __init__(self, storage: EditStorage, now: Callable[[], datetime]) -> None:
+    def __init__(self, storage: JobStorage, now: Callable[[], datetime]) -> None:
         self._storage = storage
         self._now = now
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from jobs.context import JobContext
 from jobs.publisher import DeliveryError, Phase, StatusUpdate
-from jobs.records import EditJob
+from jobs.records import AnyJob, is_edit
 from jobs.transitions import Transitions
 from storage.models import TERMINAL_STATES, JobState
 
@@ -97,12 +97,13 @@ class StatusBoard:
 
     @staticmethod
     def update(
-        job: EditJob,
+        job: AnyJob,
         phase: Phase,
         *,
         queue_position: int | None = None,
         eta_at: datetime | None = None,
         note: str | None = None,
+        progress: tuple[int, int] | None = None,
     ) -> StatusUpdate:
         return StatusUpdate(
             phase=phase,
@@ -111,6 +112,7 @@ class StatusBoard:
             queue_position=queue_position,
             eta_at=eta_at,
             note=note,
+            progress=progress,
         )
 
     async def show(self, job_id: int, update: StatusUpdate, *, raise_errors: bool = False) -> None:
@@ -120,7 +122,7 @@ class StatusBoard:
             job = await self._transitions.reload(job_id)
             if job.state in TERMINAL_STATES and update.phase in _PROGRESS_PHASES:
                 return  # a throttled progress update that lost the race to the final one
-            if job.request.sweep is not None:
+            if is_edit(job) and job.request.sweep is not None:
                 # A sweep's cell has no status message: the sweep's shows it (jobs/sheets.py).
                 if job.state in TERMINAL_STATES:
                     self._locks.pop(job_id, None)
@@ -142,7 +144,7 @@ class StatusBoard:
             if job.state in TERMINAL_STATES and update.phase not in _PROGRESS_PHASES:
                 await storage.jobs.mark_announced(job_id)
 
-    async def announce(self, job: EditJob) -> None:
+    async def announce(self, job: AnyJob) -> None:
         """Show a finished job's final state: the status message, and the 🔁 on a result."""
         if job.state == JobState.DELIVERED:
             await self._ctx.publisher.decorate(job)

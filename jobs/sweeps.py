@@ -24,7 +24,7 @@ from jobs.inputs import InputFile, Inputs, draft_refs
 from jobs.outputs import MAX_RESULT_BYTES
 from jobs.policy import Requester, quota_limits
 from jobs.publisher import DeliveryError, ResultImage
-from jobs.records import EditJob
+from jobs.records import EditJob, as_edit
 from jobs.registry import Registry
 from jobs.request import MAX_LORAS, EditOptions, EditRequest, InputRef, LoraPick, RecipeLora
 from jobs.request import SweepCell as CellTag
@@ -256,7 +256,7 @@ class Sweeps:
         for job in jobs:
             self._runner.spawn(job.id)
         current = await ctx.storage.sweeps.get(sweep.id) or sweep
-        return StartedSweep(current, jobs, recipe)
+        return StartedSweep(current, [as_edit(job) for job in jobs], recipe)
 
     # ------------------------------------------------------------------ its cells
 

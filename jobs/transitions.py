@@ -9,7 +9,7 @@ from typing import Any
 
 from jobs.context import JobContext
 from jobs.errors import NotFound
-from jobs.records import EditJob
+from jobs.records import AnyJob
 from storage.models import TERMINAL_STATES, JobState
 
 log = logging.getLogger(__name__)
@@ -19,19 +19,19 @@ class Transitions:
     def __init__(self, ctx: JobContext) -> None:
         self._ctx = ctx
         self._changed = asyncio.Condition()
-        self._watchers: list[Callable[[EditJob], None]] = []
+        self._watchers: list[Callable[[AnyJob], None]] = []
 
-    def watch(self, callback: Callable[[EditJob], None]) -> None:
+    def watch(self, callback: Callable[[AnyJob], None]) -> None:
         """Call `callback` with the job after each stored transition (it must not block)."""
         self._watchers.append(callback)
 
-    async def reload(self, job_id: int) -> EditJob:
+    async def reload(self, job_id: int) -> AnyJob:
         job = await self._ctx.storage.jobs.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id} vanished")
         return job
 
-    async def move(self, job_id: int, to: JobState, **fields: Any) -> EditJob:
+    async def move(self, job_id: int, to: JobState, **fields: Any) -> AnyJob:
         """One stored transition (the ledger moves with it), then the log line and metrics."""
         ctx = self._ctx
         job = await ctx.storage.jobs.transition(job_id, to, **fields)
@@ -55,7 +55,7 @@ class Transitions:
             self._changed.notify_all()
         return job
 
-    async def finish(self, job_id: int, state: JobState, *, error: str) -> EditJob | None:
+    async def finish(self, job_id: int, state: JobState, *, error: str) -> AnyJob | None:
         """End the job (refunding it) unless it already ended; None when it had."""
         job = await self.reload(job_id)
         if job.state in TERMINAL_STATES:
@@ -64,7 +64,7 @@ class Transitions:
         log.info("job %s %s (refunded): %s", job_id, state.value, error)
         return job
 
-    async def wait_for_state(self, job_id: int, *states: JobState) -> EditJob:
+    async def wait_for_state(self, job_id: int, *states: JobState) -> AnyJob:
         """The job once it is in one of `states` (tests, shutdown); woken by each transition.
         Callers bound the wait with asyncio.timeout."""
         async with self._changed:

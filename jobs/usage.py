@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobs.policy import Requester, quota_limits
-from jobs.records import EditJob, EditStorage
+from jobs.records import AnyJob, JobStorage
 from jobs.server_policy import Budget, ServerPolicy
 from storage.models import MemberUsage
 
@@ -41,7 +41,7 @@ class UsageReport:
 
 
 class UsageViews:
-    def __init__(self, storage: EditStorage, policy: ServerPolicy) -> None:
+    def __init__(self, storage: JobStorage, policy: ServerPolicy) -> None:
         self._storage = storage
         self._policy = policy
 
@@ -80,8 +80,8 @@ class UsageViews:
         )
         return UsageReport(rows=rows, csv=out.getvalue().encode())
 
-    async def recent(self, who: Requester) -> list[EditJob]:
+    async def recent(self, who: Requester) -> list[AnyJob]:
         return await self._storage.jobs.recent_for_user(who.guild_id, who.user_id, RECENT_JOBS)
 
-    async def running(self, who: Requester) -> list[EditJob]:
+    async def running(self, who: Requester) -> list[AnyJob]:
         return await self._storage.jobs.active(who.guild_id)

@@ -18,12 +18,14 @@ from .inputs import InputRepository
 from .jobs import JobRepository
 from .loras import LoraRepository
 from .models import Job, RequestT, ResultT
+from .pairs import PairRepository
 from .postgres import PostgresConnection, is_postgres_url
 from .presets import PresetRepository
 from .quotas import QuotaRepository
 from .settings import SettingsRepository
 from .spend import SpendRepository
 from .sweeps import SweepRepository
+from .trainings import TrainingRepository
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class Storage(Generic[RequestT, ResultT]):
         self.spend = SpendRepository(conn)
         self.presets = PresetRepository(conn)
         self.sweeps = SweepRepository(conn, job_model)
+        self.pairs = PairRepository(conn)
+        self.trainings = TrainingRepository(conn)
 
     @property
     def backend(self) -> Backend:

@@ -117,11 +117,19 @@ def _stored_equals(row: Row, column: str, value: Any) -> bool:
     return bool(stored == _plain(value))
 
 
-async def insert(tx: Tx, new: NewJob[Any], *, now: datetime, budget: float | None = None) -> Row:
+async def insert(
+    tx: Tx,
+    new: NewJob[Any],
+    *,
+    now: datetime,
+    budget: float | None = None,
+    quota_images: int | None = None,
+) -> Row:
     """Write an admitted job and its quota reservation. Runs inside the write transaction of
     an admission that has checked the limits (here, or for a group in sweeps.py), after the
     member's lock; raises quotas.BudgetRaced when the month's spend passed `budget`
-    meanwhile (another process, on PostgreSQL)."""
+    meanwhile (another process, on PostgreSQL).
+    `quota_images`: what the reservation counts against the member (default: the job's)."""
     cost = to_micro_usd(new.cost_usd)
     params = {
         "guild_id": new.guild_id,
@@ -160,7 +168,7 @@ async def insert(tx: Tx, new: NewJob[Any], *, now: datetime, budget: float | Non
         guild_id=new.guild_id,
         user_id=new.user_id,
         job_id=row["id"],
-        images=new.images,
+        images=new.images if quota_images is None else quota_images,
         cost_micro_usd=cost,
         now=now,
         budget=budget,
@@ -177,12 +185,24 @@ class JobRepository(Generic[RequestT, ResultT]):
         self._model = model
 
     async def admit(
-        self, new: NewJob[RequestT], limits: QuotaLimits, *, now: datetime | None = None
+        self,
+        new: NewJob[RequestT],
+        limits: QuotaLimits,
+        *,
+        now: datetime | None = None,
+        quota_images: int | None = None,
     ) -> Job[RequestT, ResultT] | Refusal:
         """Check window usage, jobs in flight and the server's month spend against `limits`
         and, if all fit, write the job (admitted) and its reservation: one transaction, so
-        concurrent admissions, from any number of tasks or processes, never exceed a limit."""
+        concurrent admissions, from any number of tasks or processes, never exceed a limit.
+
+        `quota_images` is what the reservation counts against the member (default: the job's
+        images). 0 is work the server's budget pays alone (a training and its sample edit):
+        only its cost is reserved, and it is neither in the member's window nor in flight."""
         moment = utc(now)
+        charged = new.images if quota_images is None else quota_images
+        if charged < 0:
+            raise ValueError("quota_images must not be negative")
 
         async def work(tx: Tx) -> Row | Refusal:
             # The member's lock first: their window and jobs in flight cannot change until
@@ -192,14 +212,17 @@ class JobRepository(Generic[RequestT, ResultT]):
                 tx,
                 guild_id=new.guild_id,
                 user_id=new.user_id,
-                images=new.images,
+                images=charged,
                 cost_micro_usd=to_micro_usd(new.cost_usd),
                 limits=limits,
                 now=moment,
+                member_pays=charged > 0,
             )
             if refusal is not None:
                 return refusal
-            return await insert(tx, new, now=moment, budget=limits.monthly_budget_usd)
+            return await insert(
+                tx, new, now=moment, budget=limits.monthly_budget_usd, quota_images=charged
+            )
 
         try:
             outcome = await self._conn.write(work)

@@ -107,6 +107,100 @@ async def _require(tx: Tx, guild_id: int, name: str) -> Row:
     return row
 
 
+async def insert_lora(
+    tx: Tx,
+    guild_id: int,
+    fields: LoraFields,
+    *,
+    actor_id: int,
+    at: int,
+    max_per_guild: int | None,
+    noted: dict[str, Any] | None = None,
+) -> Row:
+    """Register a new LoRA and its "add" history entry (with `noted` added to the details).
+    The caller holds the server's registry lock. Raises DuplicateName or LoraLimitReached."""
+    existing = await _find(tx, guild_id, fields.name)
+    if existing is not None:
+        raise DuplicateName(guild_id, fields.name, existing["name"])
+    if max_per_guild is not None:
+        count = await tx.fetchval("SELECT COUNT(*) FROM loras WHERE guild_id = ?", (guild_id,))
+        if count >= max_per_guild:
+            raise LoraLimitReached(guild_id, max_per_guild)
+    row = await tx.fetchrow(
+        """INSERT INTO loras (guild_id, name, name_key, path, default_scale, trigger_words,
+                              description, description_key, nsfw, created_by, created_at,
+                              updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           RETURNING *""",
+        (
+            guild_id,
+            fields.name,
+            name_key(fields.name),
+            fields.path,
+            fields.default_scale,
+            json.dumps(fields.trigger_words, ensure_ascii=False),
+            fields.description,
+            fields.description.casefold(),
+            int(fields.nsfw),
+            actor_id,
+            at,
+            at,
+        ),
+    )
+    assert row is not None  # INSERT … RETURNING returns the row
+    details = {**fields.model_dump(exclude={"name"}), **(noted or {})}
+    await _record(tx, row, actor_id=actor_id, action="add", details=details, at=at)
+    return row
+
+
+async def change_lora(
+    tx: Tx,
+    row: Row,
+    after: LoraFields,
+    *,
+    actor_id: int,
+    at: int,
+    noted: dict[str, Any] | None = None,
+) -> Row:
+    """Give a registered LoRA the fields `after`: a new version with an "edit" history entry
+    of what differs (plus `noted`). Nothing differing and nothing noted changes nothing.
+    The caller holds the server's registry lock. Raises DuplicateName on a rename clash."""
+    old, new = _fields(row).model_dump(), after.model_dump()
+    diff: dict[str, Any] = {
+        key: {"old": old[key], "new": new[key]} for key in new if new[key] != old[key]
+    }
+    if not diff and not noted:
+        return row
+    if name_key(after.name) != row["name_key"]:
+        clash = await _find(tx, row["guild_id"], after.name)
+        if clash is not None:
+            raise DuplicateName(row["guild_id"], after.name, clash["name"])
+    updated = await tx.fetchrow(
+        """UPDATE loras
+              SET name = ?, name_key = ?, path = ?, default_scale = ?, trigger_words = ?,
+                  description = ?, description_key = ?, nsfw = ?,
+                  version = version + 1, updated_at = ?
+            WHERE id = ?
+        RETURNING *""",
+        (
+            after.name,
+            name_key(after.name),
+            after.path,
+            after.default_scale,
+            json.dumps(after.trigger_words, ensure_ascii=False),
+            after.description,
+            after.description.casefold(),
+            int(after.nsfw),
+            at,
+            row["id"],
+        ),
+    )
+    assert updated is not None
+    diff.update(noted or {})
+    await _record(tx, updated, actor_id=actor_id, action="edit", details=diff, at=at)
+    return updated
+
+
 def _filters(*, include_disabled: bool, include_nsfw: bool) -> str:
     clauses = []
     if not include_disabled:
@@ -149,40 +243,9 @@ class LoraRepository:
             # One registry change per server at a time: the name check and the count below
             # stay true until the commit (a no-op on SQLite, where writers take turns).
             await tx.lock("loras", guild_id)
-            existing = await _find(tx, guild_id, fields.name)
-            if existing is not None:
-                raise DuplicateName(guild_id, fields.name, existing["name"])
-            if max_per_guild is not None:
-                count = await tx.fetchval(
-                    "SELECT COUNT(*) FROM loras WHERE guild_id = ?", (guild_id,)
-                )
-                if count >= max_per_guild:
-                    raise LoraLimitReached(guild_id, max_per_guild)
-            row = await tx.fetchrow(
-                """INSERT INTO loras (guild_id, name, name_key, path, default_scale,
-                                      trigger_words, description, description_key, nsfw,
-                                      created_by, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   RETURNING *""",
-                (
-                    guild_id,
-                    fields.name,
-                    name_key(fields.name),
-                    fields.path,
-                    fields.default_scale,
-                    json.dumps(fields.trigger_words, ensure_ascii=False),
-                    fields.description,
-                    fields.description.casefold(),
-                    int(fields.nsfw),
-                    actor_id,
-                    stamp,
-                    stamp,
-                ),
+            return await insert_lora(
+                tx, guild_id, fields, actor_id=actor_id, at=stamp, max_per_guild=max_per_guild
             )
-            assert row is not None  # INSERT … RETURNING returns the row
-            details = fields.model_dump(exclude={"name"})
-            await _record(tx, row, actor_id=actor_id, action="add", details=details, at=stamp)
-            return row
 
         lora = _lora(await self._conn.write(work))
         log.info("guild %d: LoRA %r added by %d", guild_id, lora.name, actor_id)
@@ -205,39 +268,8 @@ class LoraRepository:
         async def work(tx: Tx) -> Row:
             await tx.lock("loras", guild_id)
             row = await _require(tx, guild_id, name)
-            before = _fields(row)
-            after = LoraFields.model_validate({**before.model_dump(), **changes})
-            old, new = before.model_dump(), after.model_dump()
-            diff = {key: {"old": old[key], "new": new[key]} for key in new if new[key] != old[key]}
-            if not diff:
-                return row
-            if name_key(after.name) != row["name_key"]:
-                clash = await _find(tx, guild_id, after.name)
-                if clash is not None:
-                    raise DuplicateName(guild_id, after.name, clash["name"])
-            updated = await tx.fetchrow(
-                """UPDATE loras
-                      SET name = ?, name_key = ?, path = ?, default_scale = ?, trigger_words = ?,
-                          description = ?, description_key = ?, nsfw = ?,
-                          version = version + 1, updated_at = ?
-                    WHERE id = ?
-                RETURNING *""",
-                (
-                    after.name,
-                    name_key(after.name),
-                    after.path,
-                    after.default_scale,
-                    json.dumps(after.trigger_words, ensure_ascii=False),
-                    after.description,
-                    after.description.casefold(),
-                    int(after.nsfw),
-                    stamp,
-                    row["id"],
-                ),
-            )
-            assert updated is not None
-            await _record(tx, updated, actor_id=actor_id, action="edit", details=diff, at=stamp)
-            return updated
+            after = LoraFields.model_validate({**_fields(row).model_dump(), **changes})
+            return await change_lora(tx, row, after, actor_id=actor_id, at=stamp)
 
         return _lora(await self._conn.write(work))
 

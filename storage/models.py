@@ -69,6 +69,16 @@ class LoraChange(_Model):
     at: UtcDatetime
 
 
+class LoraTraining(_Model):
+    """Which training made (or retrained) a LoRA, and its recipe as the bot recorded it."""
+
+    job_id: int
+    lora_id: int
+    guild_id: int
+    recipe: dict[str, Any]
+    at: UtcDatetime
+
+
 class LoraFields(_Model):
     """What an admin may set on a LoRA; validated before anything is written."""
 
@@ -138,15 +148,19 @@ def can_transition(current: JobState, target: JobState) -> bool:
 # (`Storage.open(job_model=...)`), so jobs come back typed from the repository up.
 RequestT = TypeVar("RequestT", default=dict[str, Any])
 ResultT = TypeVar("ResultT", default=dict[str, Any])
+# The models are frozen, so a job of one kind is also a job of a wider kind (covariant): a
+# `Job[EditRequest, …]` goes wherever a `Job[EditRequest | OtherRequest, …]` is expected.
+_RequestCo = TypeVar("_RequestCo", covariant=True, default=dict[str, Any])
+_ResultCo = TypeVar("_ResultCo", covariant=True, default=dict[str, Any])
 
 
-class NewJob(_Model, Generic[RequestT]):
+class NewJob(_Model, Generic[_RequestCo]):
     """A validated, priced request about to be admitted."""
 
     guild_id: Snowflake
     channel_id: Snowflake
     user_id: Snowflake
-    request: RequestT
+    request: _RequestCo
     fal_input: dict[str, Any]
     images: Annotated[int, Field(ge=1)]
     cost_usd: Annotated[float, Field(ge=0.0)]
@@ -157,14 +171,14 @@ class NewJob(_Model, Generic[RequestT]):
     lora_ids: list[int] = Field(default_factory=list)
 
 
-class Job(NewJob[RequestT], Generic[RequestT, ResultT]):
+class Job(NewJob[_RequestCo], Generic[_RequestCo, _ResultCo]):
     id: int
     state: JobState
     fal_request_id: str | None = None
     fal_status_url: str | None = None
     fal_response_url: str | None = None
     fal_cancel_url: str | None = None
-    result: ResultT | None = None
+    result: _ResultCo | None = None
     error: str | None = None
     status_message_id: int | None = None
     result_message_id: int | None = None
@@ -308,6 +322,21 @@ class EffectiveSettings(_Model):
     max_steps: int
     guild: GuildSettings
     channel: ChannelSettings
+
+
+# --- Training pairs --------------------------------------------------------------------------
+
+
+class TrainingPair(_Model):
+    """One before/after pair of a server's draft set; images as the bot's JSON input refs."""
+
+    id: int
+    guild_id: int
+    inputs: list[dict[str, Any]]
+    expected: dict[str, Any]
+    instruction: str | None
+    added_by: int
+    created_at: UtcDatetime
 
 
 # --- Inputs -----------------------------------------------------------------------------------

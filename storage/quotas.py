@@ -38,8 +38,9 @@ _COUNTED = "state <> 'refunded' AND forgiven = 0"
 _WINDOW_USED = f"""(SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) FROM quota_ledger
       WHERE guild_id = :guild AND user_id = :user AND created_at > :window_start
         AND {_COUNTED})"""
+# Reservations of 0 images are the server's (a training and its sample), not the member's.
 _IN_FLIGHT = """(SELECT COUNT(*) FROM quota_ledger
-      WHERE guild_id = :guild AND user_id = :user AND state = 'reserved')"""
+      WHERE guild_id = :guild AND user_id = :user AND state = 'reserved' AND images > 0)"""
 _MONTH_SPEND = """(SELECT CAST(COALESCE(SUM(micro_usd), 0) AS BIGINT) FROM guild_spend
       WHERE guild_id = :guild AND month = :month)"""
 
@@ -81,9 +82,12 @@ async def check_admission(
     cost_micro_usd: int,
     limits: QuotaLimits,
     now: datetime,
+    member_pays: bool = True,
 ) -> Refusal | None:
     """Why this request may not be admitted now, or None. Call inside a write transaction,
-    after `tx.lock("quota", guild_id, user_id)`."""
+    after `tx.lock("quota", guild_id, user_id)`.
+    `member_pays=False`: work the server's budget pays alone (a training, its sample edit),
+    held to the budget only, never to the member's window or jobs in flight."""
     window_us = limits.window_seconds * MICROS_PER_SECOND
     now_us = to_us(now)
     figures = await tx.fetchrow(
@@ -102,7 +106,7 @@ async def check_admission(
     if budget and figures["month_spend"] + cost_micro_usd > to_micro_usd(budget):
         return _budget_refusal(figures["month_spend"], cost_micro_usd, budget, now)
     limit = limits.images_per_window
-    if limit is not None and figures["window_used"] + images > limit:
+    if member_pays and limit is not None and figures["window_used"] + images > limit:
         return Refusal(
             kind="quota",
             used=figures["window_used"],
@@ -119,7 +123,7 @@ async def check_admission(
             ),
         )
     max_in_flight = limits.max_in_flight
-    if max_in_flight is not None and figures["in_flight"] >= max_in_flight:
+    if member_pays and max_in_flight is not None and figures["in_flight"] >= max_in_flight:
         return Refusal(
             kind="in_flight",
             used=figures["in_flight"],
@@ -277,7 +281,7 @@ class QuotaRepository:
                         AND {_COUNTED}) AS oldest,
                     (SELECT COUNT(*) FROM quota_ledger
                       WHERE guild_id = :guild AND user_id = :user
-                        AND state = 'reserved') AS in_flight""",
+                        AND state = 'reserved' AND images > 0) AS in_flight""",
                 {"guild": guild_id, "user": user_id, "start": to_us(moment) - window_us},
             )
             assert row is not None

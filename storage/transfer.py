@@ -30,7 +30,8 @@ from .postgres import PostgresConnection, is_postgres_url
 log = logging.getLogger(__name__)
 
 # Foreign-key order: a job's parent has a smaller id, the ledger and sweeps follow the jobs,
-# a sweep's cells follow it. Every table the migrations create, but schema_migrations.
+# a sweep's cells follow it, a training's record follows its job. Every table the migrations
+# create, but schema_migrations.
 TABLES = (
     "loras",
     "lora_changes",
@@ -45,8 +46,10 @@ TABLES = (
     "presets",
     "sweeps",
     "sweep_cells",
+    "training_pairs",
+    "lora_trainings",
 )
-IDENTITY_TABLES = ("loras", "lora_changes", "jobs", "presets", "sweeps")
+IDENTITY_TABLES = ("loras", "lora_changes", "jobs", "presets", "sweeps", "training_pairs")
 CHUNK = 2_000
 
 

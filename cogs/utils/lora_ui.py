@@ -14,8 +14,9 @@ from cogs.utils.context import channel_is_nsfw, flux_bot, requester_from
 from cogs.utils.render import FIELD_MAX, markup, quote_prompt, timestamp
 from cogs.utils.ui import View
 from jobs.errors import MemberError
-from jobs.records import Lora, LoraChange
+from jobs.records import Lora, LoraChange, LoraTraining
 from jobs.registry import Page, Viewer
+from jobs.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,16 @@ _ACTION_WORDS = {
 
 
 def describe_change(change: LoraChange) -> str:
-    """One history line: when, what, who; an edit also says what it changed."""
+    """One history line: when, what, who; an edit also says what it changed, and a training
+    says so (it names who trained it)."""
+    trained = change.details.get("trained")
+    if isinstance(trained, dict):
+        word = "trained" if change.action == "add" else "retrained"
+        line = (
+            f"{timestamp(change.at, 'd')} {word} (training #{trained.get('job')}, "
+            f"{trained.get('pairs')} pairs, {trained.get('steps')} steps)"
+        )
+        return f"{line} by <@{change.actor_id}>"
     line = f"{timestamp(change.at, 'd')} {_ACTION_WORDS[change.action]}"
     if change.action == "edit":
         parts = [
@@ -93,7 +103,9 @@ def _history_value(lines: list[str]) -> str:
     return "\n".join(reversed(kept)) or "none"
 
 
-def lora_card(lora: Lora, history: list[LoraChange] | None = None) -> discord.Embed:
+def lora_card(
+    lora: Lora, history: list[LoraChange] | None = None, training: LoraTraining | None = None
+) -> discord.Embed:
     embed = discord.Embed(
         title=lora.name,
         description=quote_prompt(lora.description or "No description.", 1000),
@@ -110,7 +122,25 @@ def lora_card(lora: Lora, history: list[LoraChange] | None = None) -> discord.Em
         embed.add_field(name="Path", value=f"`{lora.path[:1000]}`", inline=False)
         lines = [describe_change(change) for change in history]
         embed.add_field(name="History", value=_history_value(lines), inline=False)
+        if training is not None:
+            embed.add_field(name="Training", value=recipe_value(training)[:FIELD_MAX], inline=False)
     return embed
+
+
+def recipe_value(training: LoraTraining) -> str:
+    """A trained LoRA's recipe, for managers: pairs, steps, learning rate, cost, who, when."""
+    recipe = training.recipe
+    parts = [
+        plural(int(recipe.get("pairs", 0)), "pair"),
+        f"{int(recipe.get('steps', 0)):,} steps",
+        f"learning rate {float(recipe.get('learning_rate', 0)):g}",
+        f"${float(recipe.get('cost_usd', 0)):.2f}",
+    ]
+    if recipe.get("caption"):
+        parts.append(f"caption “{quote_prompt(str(recipe['caption']), 120)}”")
+    who = recipe.get("trained_by")
+    by = f" by <@{who}>" if who else ""
+    return f"{' · '.join(parts)}\ntraining #{training.job_id}{by} {timestamp(training.at, 'd')}"
 
 
 def page_embed(page: Page) -> discord.Embed:

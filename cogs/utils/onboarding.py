@@ -31,6 +31,8 @@ ADMIN_LINES: tuple[str, ...] = (
     "`/admin setup`: what is configured and what is missing, each with its fix",
     "`/admin lora add name:claymation path:owner/claymation`: register a LoRA",
     "`/admin preset add name:portrait lora:claymation`: a bundle for `/edit preset:`",
+    "`/admin lora train name:watercolor pairs:pairs.zip`: train an edit LoRA from before/after "
+    "pairs (shows the cost and asks first)",
     "`/admin quota default images:10 window_hours:24`: images per member",
     "`/admin budget set usd:50`: the server's monthly cap on fal spend",
     "`/admin settings alerts channel:#mods`: a message at 50 %, 80 % and 100 % of the budget",

@@ -32,7 +32,7 @@ from jobs.publisher import (
     StatusUpdate,
     SweepStatus,
 )
-from jobs.records import EditJob
+from jobs.records import AnyJob, EditJob, is_training
 from jobs.text import Words
 from storage.sweeps import Sweep
 
@@ -84,10 +84,10 @@ class DiscordPublisher:
                 del self._interactions[old_id]
         self._interactions[job_id] = interaction
 
-    def _channel(self, job: EditJob) -> discord.PartialMessageable:
+    def _channel(self, job: AnyJob) -> discord.PartialMessageable:
         return self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
 
-    async def show_status(self, job: EditJob, update: StatusUpdate) -> int | None:
+    async def show_status(self, job: AnyJob, update: StatusUpdate) -> int | None:
         content = status_text(job, update)
         view = status_view(job.id, running=update.phase in LIVE_PHASES)
         channel = self._channel(job)
@@ -143,7 +143,7 @@ class DiscordPublisher:
             raise _translate(error, job.channel_id, self.metrics) from error
         return message.id
 
-    async def decorate(self, job: EditJob) -> None:
+    async def decorate(self, job: AnyJob) -> None:
         """The 🔁 reaction, once the delivery is recorded; a failure here loses nothing."""
         if job.result_message_id is None:
             return
@@ -153,7 +153,7 @@ class DiscordPublisher:
         except discord.HTTPException:
             log.info("job %s: could not add the rerun reaction", job.id)
 
-    async def notify(self, job: EditJob, text: str) -> None:
+    async def notify(self, job: AnyJob, text: str) -> None:
         interaction = self._interactions.pop(job.id, None)
         mentions = discord.AllowedMentions.none()
         if interaction is not None:
@@ -166,7 +166,8 @@ class DiscordPublisher:
                     log.info("job %s: interaction follow-up failed; trying a DM", job.id)
         try:
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-            await user.send(f"About your edit #{job.id}: {text}", allowed_mentions=mentions)
+            what = "training" if is_training(job) else "edit"
+            await user.send(f"About your {what} #{job.id}: {text}", allowed_mentions=mentions)
         except discord.HTTPException:
             log.warning("job %s: could not tell member %s: %s", job.id, job.user_id, text)
 

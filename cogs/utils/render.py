@@ -9,9 +9,10 @@ from datetime import datetime
 import discord
 
 from jobs.publisher import Delivery, StatusUpdate
-from jobs.records import EditJob
+from jobs.records import AnyJob, EditJob
 from jobs.request import MATCH_INPUT, EditRequest
 from jobs.text import ChannelRef, RoleRef, TimeStyle, When, Words, plural
+from jobs.training import TrainingRequest
 
 MESSAGE_MAX = 2000
 EMBED_DESCRIPTION_MAX = 4096
@@ -31,6 +32,14 @@ _PHASE_TEXT = {
     "failed": "❌ Failed",
     "cancelled": "🚫 Cancelled",
     "expired": "⌛ Timed out",
+}
+
+
+_TRAINING_PHASE_TEXT = {
+    **_PHASE_TEXT,
+    "running": "🏋️ Training",
+    "delivering": "📥 Registering the LoRA…",
+    "delivered": "✅ Trained",
 }
 
 
@@ -91,8 +100,10 @@ def size_text(request: EditRequest) -> str:
     return f"{request.width}×{request.height} ({label})"
 
 
-def status_text(job: EditJob, update: StatusUpdate) -> str:
+def status_text(job: AnyJob, update: StatusUpdate) -> str:
     request = update.request
+    if isinstance(request, TrainingRequest):
+        return training_status_text(job, update, request)
     head = f"**Edit #{job.id}** for <@{job.user_id}> · {_PHASE_TEXT[update.phase]}"
     parts = [head]
     if update.phase == "queued" and update.queue_position is not None:
@@ -109,6 +120,33 @@ def status_text(job: EditJob, update: StatusUpdate) -> str:
     count = f"{request.count} image{'s' if request.count != 1 else ''}"
     lines.append(f"> {quote_prompt(request.prompt, 300)}")
     lines.append(f"-# {loras} · {size_text(request)} · {count} · seed {request.seed}")
+    return "\n".join(lines)[:MESSAGE_MAX]
+
+
+def training_status_text(job: AnyJob, update: StatusUpdate, request: TrainingRequest) -> str:
+    """A training's status: its LoRA's name, progress (step x of y), elapsed, ETA."""
+    head = (
+        f"**Training #{job.id}** `{shown(request.name)}` for <@{job.user_id}> · "
+        f"{_TRAINING_PHASE_TEXT[update.phase]}"
+    )
+    parts = [head]
+    if update.phase == "queued" and update.queue_position is not None:
+        ahead = update.queue_position
+        parts.append("next in line" if ahead == 0 else f"{ahead} ahead")
+    if update.phase == "running" and update.progress is not None:
+        done, total = update.progress
+        parts.append(f"step {done:,} of {total:,} ({done * 100 // max(1, total)} %)")
+    if update.phase in ("admitted", "queued", "running", "delivering"):
+        parts.append(f"started {timestamp(update.started_at)}")
+        if update.eta_at is not None:
+            parts.append(f"ETA {timestamp(update.eta_at)}")
+    lines = [" · ".join(parts)]
+    if update.note:
+        lines.append(update.note)
+    lines.append(
+        f"-# {plural(request.pairs, 'pair')} · {request.steps:,} steps · learning rate "
+        f"{request.learning_rate:g} · estimate ${request.estimate_usd:.2f} (server budget)"
+    )
     return "\n".join(lines)[:MESSAGE_MAX]
 
 
@@ -148,7 +186,7 @@ def recipe_embed(job: EditJob, delivery: Delivery, guild_id: int) -> discord.Emb
     return embed
 
 
-def follow_link(job: EditJob) -> str:
+def follow_link(job: AnyJob) -> str:
     """Where the member can watch a new job."""
     if job.status_message_id is None:
         return ""

@@ -23,6 +23,7 @@ from emulators.fal_emulator.images import (
 )
 from emulators.fal_emulator.jobs import COMPLETED, IN_PROGRESS, IN_QUEUE, Job
 from emulators.fal_emulator.schema import output_size, validate_input
+from emulators.fal_emulator.trainer import TRAINER_ENDPOINTS, train
 
 if TYPE_CHECKING:
     from emulators.fal_emulator.server import FalEmulator
@@ -111,13 +112,20 @@ async def _work(emu: FalEmulator, job: Job) -> None:
     job.started_at = time.monotonic()
     job.ran = True
     job.timeline.append((IN_PROGRESS, job.started_at))
-    _log(job, "Loading LoRA weights")
+    training = job.endpoint in TRAINER_ENDPOINTS
+    if not training:
+        _log(job, "Loading LoRA weights")
     emu.job_changed(job)
-    run_time = emu.run_time
+    run_time = emu.training_time if training else emu.run_time
     chosen = emu.runner_failure_when is not None and emu.runner_failure_when(job.body)
     if chosen or (emu.runner_failure_rate > 0 and emu.rng.random() < emu.runner_failure_rate):
         await asyncio.sleep(run_time)
         fail(emu, job, emu.runner_failure_type)
+        return
+    if training:
+        status, body, headers = await train(emu, job, _log)
+        _log(job, "Done." if status == 200 else "Training failed.")
+        complete(emu, job, status, body, headers, metrics={"inference_time": run_time})
         return
     # The output is made while the run time elapses, as a real runner works during it; the
     # completion itself is then only a state change, so its timing is what clients observe.

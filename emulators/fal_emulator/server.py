@@ -36,8 +36,9 @@ from emulators.fal_emulator.common import (
     not_found,
 )
 from emulators.fal_emulator.jobs import COMPLETED, Job, JobQueue
+from emulators.fal_emulator.trainer import TRAINER_ENDPOINTS
 
-DEFAULT_ENDPOINTS = ("fal-ai/flux-2/lora/edit",)
+DEFAULT_ENDPOINTS = ("fal-ai/flux-2/lora/edit", *TRAINER_ENDPOINTS)
 
 FAULT_KINDS = (
     "ingress",
@@ -60,6 +61,7 @@ URL_FORMS = ("app", "endpoint", "response")
 KNOBS: dict[str, type] = {
     "queue_delay": float,
     "run_time": float,
+    "training_time": float,
     "concurrency": int,
     "paused": bool,
     "ingress_error_rate": float,
@@ -121,6 +123,7 @@ class FalEmulator:
         # -- knobs: the queue --
         self.queue_delay = queue_delay  # seconds before a runner may pick a request up
         self.run_time = run_time  # seconds a runner works on a request
+        self.training_time = 0.2  # seconds the edit trainer works on a training
         self.queue = JobQueue(concurrency)
         # -- knobs: transport faults (one draw per request, in this order) --
         self.ingress_error_rate = 0.0  # nginx-style 502/503/504, HTML, no x-fal-request-id

@@ -32,11 +32,26 @@ from tests.harness.security_fixtures import raw_slash
 Options = Callable[[DiscordEmulator, str], dict[str, Any]]
 
 
+Files = Callable[[DiscordEmulator], dict[str, Any]]
+
+
+def no_files(emu: DiscordEmulator) -> dict[str, Any]:
+    return {}
+
+
+def a_pair(emu: DiscordEmulator) -> dict[str, Any]:
+    return {
+        "before": emu.attachment(png(512, 512), "before.png"),
+        "after": emu.attachment(png(512, 512, (0, 0, 255)), "after.png"),
+    }
+
+
 @dataclass(frozen=True)
 class Sub:
     command: str
     options: Options
     ran: str  # a phrase of the answer when the subcommand runs
+    files: Files = no_files
 
 
 SUBCOMMANDS: list[Sub] = [
@@ -45,6 +60,11 @@ SUBCOMMANDS: list[Sub] = [
     Sub("lora disable", lambda e, k: {"name": "clay"}, "`clay` is disabled."),
     Sub("lora enable", lambda e, k: {"name": "clay"}, "`clay` is enabled."),
     Sub("lora remove", lambda e, k: {"name": "clay"}, "Remove `clay` for good?"),
+    Sub("lora train", lambda e, k: {"name": f"t-{k}"}, "Attach a zip of pairs"),
+    Sub("pairs add", lambda e, k: {"instruction": "make it blue"}, "to the draft set.", a_pair),
+    Sub("pairs list", lambda e, k: {}, "pair"),
+    Sub("pairs remove", lambda e, k: {"number": 99}, "There is no pair 99"),
+    Sub("pairs clear", lambda e, k: {}, "the draft set is empty."),
     Sub(
         "preset add",
         lambda e, k: {"name": f"p-{k}", "lora": "clay", "template": "{prompt}, clay"},
@@ -118,9 +138,14 @@ def admin_subcommands(emu: DiscordEmulator) -> set[str]:
 async def run(world: World, member: Member, sub: Sub, kind: str, *, raw: bool) -> Interaction:
     emu = world.emu
     options = sub.options(emu, kind.split()[0].lower())
+    files = sub.files(emu)
     if raw:
-        return raw_slash(emu, member, emu.channel("general"), f"admin {sub.command}", options)
-    return await emu.slash(member, emu.channel("general"), f"admin {sub.command}", options)
+        return raw_slash(
+            emu, member, emu.channel("general"), f"admin {sub.command}", options, attachments=files
+        )
+    return await emu.slash(
+        member, emu.channel("general"), f"admin {sub.command}", options, attachments=files
+    )
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -181,7 +206,7 @@ async def test_admin_matrix(world: World, kind: str) -> None:
         expected["settings managers"] = "owners only"
     assert outcomes == expected
     assert set(outcomes) == admin_subcommands(emu)  # every /admin subcommand
-    assert len(outcomes) == 25
+    assert len(outcomes) == 30
     # One more round trip, then count: a refusal is the only message its member read.
     await world.reply_text(await emu.slash(member, emu.channel("general"), "quota"))
     for command, ix in refusals:

@@ -124,7 +124,9 @@ async def test_admin_is_one_manage_server_command_and_member_commands_are_separa
         "disable",
         "enable",
         "remove",
+        "train",
     }
+    assert {o["name"] for o in groups["pairs"]["options"]} == {"add", "list", "remove", "clear"}
     for member_command in ("loras", "edit"):
         assert synced[member_command]["default_member_permissions"] is None
     # Discord's client does not even offer /admin to a plain member.

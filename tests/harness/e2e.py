@@ -36,7 +36,7 @@ RESULT_TIMEOUT = 15.0
 
 # What a member sees should not depend on the backend; these modules prove it on PostgreSQL
 # too (edits and their lifecycle with restarts and recovery, quotas and budget, the registry,
-# reruns and iteration) without running every e2e table twice.
+# reruns and iteration, trainings) without running every e2e table twice.
 POSTGRES_MODULES = frozenset(
     {
         "test_edit_e2e",
@@ -45,6 +45,7 @@ POSTGRES_MODULES = frozenset(
         "test_registry_e2e",
         "test_iterate_e2e",
         "test_faults_discord",
+        "test_training_e2e",
     }
 )
 

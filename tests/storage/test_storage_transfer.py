@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from storage import ChannelSettings, GuildSettings, Job, JobState, Storage, StoredInput
+from storage import (
+    ChannelSettings,
+    GuildSettings,
+    Job,
+    JobState,
+    Storage,
+    StoredInput,
+)
+from storage.models import LoraFields
 from storage.transfer import TABLES, TransferError, copy_sqlite_to_postgres
 from tests.harness.postgres import ScratchDatabases
 from tests.harness.storage_fixtures import T0, limits, make_job, query
@@ -27,6 +35,8 @@ KEYS = {
     "presets": "id",
     "sweeps": "id",
     "sweep_cells": "sweep_id, cell",
+    "training_pairs": "id",
+    "lora_trainings": "job_id",
 }
 
 
@@ -70,6 +80,22 @@ async def populate(path: Path) -> None:
         await storage.settings.save(1, GuildSettings(max_images_per_job=2))
         await storage.settings.save_channel(1, 10, ChannelSettings(max_steps=20))
         await storage.settings.set_meta("command_tree_hash", "abc")
+        await storage.presets.add(1, "Soft", {"loras": [{"name": "Anime"}]}, actor_id=9)
+        ref = {"url": "https://v3.fal.media/a.png", "sha256": "b" * 64}
+        for n in range(3):
+            await storage.pairs.add(1, [ref], ref, instruction=f"pair {n}", added_by=9)
+        await storage.pairs.remove(1, 3)  # the highest pair id is gone
+        training = await storage.jobs.admit(make_job(now=T0), rules, now=T0, quota_images=0)
+        assert isinstance(training, Job)
+        await storage.trainings.register(
+            1,
+            training.id,
+            LoraFields(name="Trained", path="https://v3.fal.media/w.safetensors"),
+            replace=False,
+            recipe={"steps": 500},
+            trained={"job": training.id},
+            actor_id=9,
+        )
         await storage.inputs.put(
             StoredInput(
                 sha256="a" * 64,
@@ -126,11 +152,19 @@ async def test_the_copy_serves_as_before_and_never_reuses_an_id(
         assert await after.loras.list(1, include_disabled=True) == loras_before
         assert await after.loras.history(1, "zed") == history_before
         assert (await after.settings.get(1)).max_images_per_job == 2
-        # SQLite handed out LoRA id 4 (removed since) and jobs 1..8: neither comes back.
+        assert [p.instruction for p in await after.pairs.list(1)] == ["pair 0", "pair 1"]
+        trained = await after.loras.get(1, "trained")
+        assert trained is not None
+        recipe = await after.trainings.latest(trained.id)
+        assert recipe is not None and recipe.recipe == {"steps": 500}
+        ref = {"url": "https://v3.fal.media/c.png"}
+        added_pair = await after.pairs.add(1, [ref], ref, instruction=None, added_by=9)
+        assert added_pair is not None and added_pair[0].id == 4 and added_pair[1] == 3
+        # SQLite handed out LoRA ids 1..5 (4 removed since) and jobs 1..9: none comes back.
         added = await after.loras.add(1, "New", "owner/new", actor_id=9)
-        assert added.id == 5
+        assert added.id == 6
         job = await after.jobs.admit(make_job(now=T0), limits(100), now=T0)
-        assert isinstance(job, Job) and job.id == 9
+        assert isinstance(job, Job) and job.id == 10
         assert await after.jobs.unfinished() == [*unfinished_before, job]  # they go on
     finally:
         await after.close()
