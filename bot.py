@@ -70,6 +70,8 @@ EXTENSIONS: tuple[str, ...] = (
 )
 
 SYNC_HASH_KEY = "command_tree_hash"
+SYNC_LOCK = "command-sync"
+SYNC_LOCK_SECONDS = 120.0  # a sync takes a second or two; a holder that died lets go by then
 
 
 class FluxBot(commands.Bot):
@@ -144,12 +146,25 @@ class FluxBot(commands.Bot):
             log.info("synced commands to server %s", self.settings.dev_guild_id)
             return
         digest = self.command_tree_hash()
-        if await self.storage.settings.get_meta(SYNC_HASH_KEY) == digest:
+        meta = self.storage.settings
+        if await meta.get_meta(SYNC_HASH_KEY) == digest:
             log.info("commands unchanged; skipping the global sync")
             return
-        await self.tree.sync()
-        await self.storage.settings.set_meta(SYNC_HASH_KEY, digest)
-        log.info("synced commands globally")
+        # Once per deployment, not once per process: the process holding the sync lock syncs;
+        # the others started with it find the lock held and leave it to that one.
+        owner = self.storage.leases.terms.owner if self.storage.leases.terms else "bot"
+        if not await meta.hold(SYNC_LOCK, owner, seconds=SYNC_LOCK_SECONDS):
+            log.info("another process is syncing the commands")
+            return
+        try:
+            if await meta.get_meta(SYNC_HASH_KEY) == digest:  # it just finished
+                log.info("commands unchanged; skipping the global sync")
+                return
+            await self.tree.sync()
+            await meta.set_meta(SYNC_HASH_KEY, digest)
+            log.info("synced commands globally")
+        finally:
+            await meta.let_go(SYNC_LOCK, owner)
 
     async def close(self) -> None:
         if self._parts is not None:

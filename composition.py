@@ -7,6 +7,9 @@ The Bot only asks for them in `setup_hook` (they need the running loop) and clos
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +23,7 @@ from jobs.records import AnyJob, JobStorage
 from jobs.service import JobService
 from settings import Settings
 from storage import Storage
+from storage.leases import LeaseTerms
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +59,16 @@ async def build_parts(
 ) -> Parts:
     """Open the database (migrating it), make the fal client and wire the job service to the
     Discord publisher. No network call happens here."""
+    lease = LeaseTerms(
+        instance=settings.lease_instance(),
+        boot=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}",
+        seconds=settings.lease_seconds,
+    )
     storage = await Storage.open(
-        settings.database_location(), pool_size=settings.database_pool_size, job_model=AnyJob
+        settings.database_location(),
+        pool_size=settings.database_pool_size,
+        job_model=AnyJob,
+        lease=lease,
     )
     try:
         fal = FalClient(
@@ -85,6 +97,9 @@ async def build_parts(
             trainer_endpoint=settings.fal_trainer_endpoint,
             training_price_per_step=settings.training_price_per_step_usd,
             max_loras_per_server=settings.max_loras_per_server,
+            lease_seconds=settings.lease_seconds,
+            # One SQLite file is one process: it takes every job at start.
+            sole_process=storage.backend == "sqlite",
         ),
         metrics=metrics,
     )

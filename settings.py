@@ -99,6 +99,15 @@ class Settings(BaseSettings):
         int,
         Field(ge=30, le=86_400, description="Cancel, expire and refund a job not done by then."),
     ] = 900
+    lease_seconds: Annotated[
+        float,
+        Field(
+            ge=0.5,
+            le=3_600,
+            description="How long a job stays with a process that stopped renewing its lease "
+            "(it died) before another process adopts it.",
+        ),
+    ] = 30.0
     catch_up_hours: Annotated[
         int,
         Field(
@@ -164,6 +173,10 @@ class Settings(BaseSettings):
     def fal_url(self, name: str) -> str:
         """A fal base URL as a string without a trailing slash."""
         return str(getattr(self, name)).rstrip("/")
+
+    def lease_instance(self) -> str:
+        """What names this process across restarts, so it takes its own jobs back at once."""
+        return "all"
 
     def database_location(self) -> str | Path:
         """Where storage lives: the PostgreSQL URL when DATABASE_URL is set, else the file."""

@@ -28,6 +28,10 @@ class JobConfig:
     max_input_bytes: int = DEFAULT_MAX_BYTES
     max_input_pixels: int = DEFAULT_MAX_PIXELS
     max_loras_per_server: int = 100
+    # Leases (jobs/leases.py): how often they are renewed and expired ones looked for, and
+    # whether this is the only process there is (SQLite), which takes every job at start.
+    lease_seconds: float = 30.0
+    sole_process: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,18 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.leases_adopted = Counter(
+            "flux_jobs_adopted",
+            "Jobs this process took over: at start from its earlier life, or from a process "
+            "whose leases ran out or were released",
+            ["how"],
+            registry=self.registry,
+        )
+        self.leases_lost = Counter(
+            "flux_job_leases_lost",
+            "Jobs this process stopped driving because another process adopted them",
+            registry=self.registry,
+        )
         self.discord_errors = Counter(
             "flux_discord_api_errors",
             "Discord API calls that failed, by HTTP status",

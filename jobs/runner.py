@@ -42,17 +42,20 @@ class Runner:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._closing = False
 
-    async def recover(self) -> int:
-        """Continue every job that was not finished when the process stopped, and show the
-        final state of those that finished but were never shown (the process died between)."""
-        storage = self._ctx.storage
-        jobs = await storage.jobs.unfinished()
-        self._ctx.metrics.in_flight.set(len(jobs))
-        unannounced = await storage.jobs.unannounced()
-        for job in [*jobs, *unannounced]:
-            log.info("job %s recovered in state %s", job.id, job.state.value)
-            self.spawn(job.id)
-        return len(jobs) + len(unannounced)
+    def drive(self, job_ids: list[int]) -> None:
+        """Drive jobs this process has just taken the leases of (at start, or adopted)."""
+        self._ctx.metrics.in_flight.inc(len(job_ids))
+        for job_id in job_ids:
+            log.info("job %s taken over", job_id)
+            self.spawn(job_id)
+
+    def driving(self) -> set[int]:
+        return set(self._tasks)
+
+    async def stop(self, job_ids: set[int]) -> None:
+        """Stop driving jobs another process now drives; nothing is written."""
+        for job_id in job_ids:
+            await self._stop_task(job_id)
 
     def spawn(self, job_id: int) -> None:
         if self._closing or job_id in self._tasks:
@@ -83,6 +86,12 @@ class Runner:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _drive(self, job_id: int) -> None:
+        # Only the lease holder drives a job: a spawn from a process that doesn't hold it
+        # (a Cancel that found the job finished, pressed where another process drives it)
+        # leaves it to its holder.
+        if not await self._ctx.storage.leases.claim(job_id):
+            log.info("job %s is driven by another process", job_id)
+            return
         job = await self._ctx.storage.jobs.get(job_id)
         if job is None:
             return

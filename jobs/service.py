@@ -24,6 +24,7 @@ from jobs.delivery import Deliverer
 from jobs.draft_pairs import DraftPairs
 from jobs.forms import FormDrafts
 from jobs.inputs import InputFile, Inputs
+from jobs.leases import Leases
 from jobs.metrics import Metrics
 from jobs.outputs import Outputs
 from jobs.policy import Requester
@@ -104,6 +105,7 @@ class JobService:
         )
         self.alerts = BudgetAlerts(ctx, self.policy)
         ctx.notices.listen(self.alerts)
+        self.leases = Leases(ctx, self._take_over, self.runner.stop, self.runner.driving)
 
     # ------------------------------------------------------------------ starting work
 
@@ -145,7 +147,19 @@ class JobService:
     # ------------------------------------------------------------------ the process
 
     async def recover(self) -> int:
-        return await self.runner.recover() + await self.sheets.recover()
+        """Take over what this process drives after a (re)start, then keep its leases."""
+        ids = await self.leases.take_over_at_start()
+        self.runner.drive(ids)
+        if self.config.sole_process:
+            swept = await self.sheets.recover()
+        else:
+            swept = await self.sheets.adopted(ids)
+        self.leases.start()
+        return len(ids) + swept
+
+    async def _take_over(self, job_ids: list[int]) -> None:
+        self.runner.drive(job_ids)
+        await self.sheets.adopted(job_ids)
 
     async def probe_storage(self) -> None:
         """A small write, so a health check learns whether the database still takes writes."""
@@ -161,7 +175,10 @@ class JobService:
 
     async def close(self) -> None:
         try:
+            await self.leases.close(release=False)  # adopts nothing more
             await self.runner.close()
             await self.sheets.close()
+            # Every job stopped with its state stored: another process may go on at once.
+            await self.leases.close(release=True)
         finally:
             await self._ctx.notices.close()

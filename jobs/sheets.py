@@ -101,6 +101,14 @@ class Sheets:
         if sweep_id is not None:
             await self.settle(sweep_id)
 
+    async def adopted(self, job_ids: list[int]) -> int:
+        """Look again at the sweeps of cells this process has taken over."""
+        sweeps = {await self._ctx.storage.sweeps.of_job(job_id) for job_id in job_ids}
+        for sweep_id in sweeps - {None}:
+            assert sweep_id is not None
+            self._spawn(self.settle(sweep_id))
+        return len(sweeps - {None})
+
     async def recover(self) -> int:
         """Look again at every sweep that was not finished when the process stopped."""
         unfinished = await self._ctx.storage.sweeps.unfinished()

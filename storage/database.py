@@ -16,6 +16,7 @@ from .connection import Connection, Synchronous
 from .dialect import Database, Dialect
 from .inputs import InputRepository
 from .jobs import JobRepository
+from .leases import LeaseRepository, LeaseTerms
 from .loras import LoraRepository
 from .models import Job, RequestT, ResultT
 from .pairs import PairRepository
@@ -36,19 +37,24 @@ class Storage(Generic[RequestT, ResultT]):
     """Everything the bot keeps: one database (SQLite or PostgreSQL), its repositories."""
 
     def __init__(
-        self, conn: Database, schema_version: int, job_model: type[Job[RequestT, ResultT]]
+        self,
+        conn: Database,
+        schema_version: int,
+        job_model: type[Job[RequestT, ResultT]],
+        lease: LeaseTerms | None = None,
     ) -> None:
         self._conn = conn
         self.schema_version = schema_version
         self.path: Path | None = conn.path if isinstance(conn, Connection) else None
         self.loras = LoraRepository(conn)
-        self.jobs = JobRepository(conn, job_model)
+        self.jobs = JobRepository(conn, job_model, lease)
+        self.leases = LeaseRepository(conn, lease)
         self.quotas = QuotaRepository(conn)
         self.settings = SettingsRepository(conn)
         self.inputs = InputRepository(conn)
         self.spend = SpendRepository(conn)
         self.presets = PresetRepository(conn)
-        self.sweeps = SweepRepository(conn, job_model)
+        self.sweeps = SweepRepository(conn, job_model, lease)
         self.pairs = PairRepository(conn)
         self.trainings = TrainingRepository(conn)
 
@@ -88,6 +94,7 @@ class Storage(Generic[RequestT, ResultT]):
         pool_size: int = 10,
         migrations: Sequence[schema.Migration] | None = None,
         job_model: type[Job[RequestT, ResultT]] | None = None,
+        lease: LeaseTerms | None = None,
     ) -> Storage[RequestT, ResultT]:
         """Open (creating if needed) the database and apply pending migrations.
 
@@ -98,7 +105,8 @@ class Storage(Generic[RequestT, ResultT]):
         another connection's lock (StorageBusyError after it); `synchronous="FULL"` (SQLite)
         also survives power loss, at some write speed; `migrations` replaces the packaged
         ones (tests and tools); `job_model` is the typed `Job[Request, Result]` jobs are read
-        as (default: JSON payloads as dicts).
+        as (default: JSON payloads as dicts); `lease` names this process: the jobs it admits
+        are leased to it (storage/leases.py).
         """
         conn: Database
         if is_postgres_url(location):
@@ -118,7 +126,7 @@ class Storage(Generic[RequestT, ResultT]):
             await conn.close()
             raise
         model = job_model if job_model is not None else cast("type[Job[RequestT, ResultT]]", Job)
-        opened = cls(conn, version, model)
+        opened = cls(conn, version, model, lease)
         log.info("storage open: %s", opened.describe())
         return opened
 

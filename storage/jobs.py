@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from datetime import datetime
-from typing import Any, Generic, Unpack
+from typing import TYPE_CHECKING, Any, Generic, Unpack
 
 from pydantic import BaseModel
 
@@ -31,6 +31,9 @@ from .models import (
     RequestT,
     ResultT,
 )
+
+if TYPE_CHECKING:
+    from .leases import LeaseTerms
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +127,14 @@ async def insert(
     now: datetime,
     budget: float | None = None,
     quota_images: int | None = None,
+    lease: LeaseTerms | None = None,
 ) -> Row:
     """Write an admitted job and its quota reservation. Runs inside the write transaction of
     an admission that has checked the limits (here, or for a group in sweeps.py), after the
     member's lock; raises quotas.BudgetRaced when the month's spend passed `budget`
     meanwhile (another process, on PostgreSQL).
-    `quota_images`: what the reservation counts against the member (default: the job's)."""
+    `quota_images`: what the reservation counts against the member (default: the job's).
+    `lease`: the admitting process drives the job, so it holds the lease from the start."""
     cost = to_micro_usd(new.cost_usd)
     params = {
         "guild_id": new.guild_id,
@@ -145,16 +150,18 @@ async def insert(
         "lora_ids": _dumps(new.lora_ids),
         "deadline_at": to_us(new.deadline_at),
         "now": to_us(now),
+        "lease_owner": None if lease is None else lease.owner,
+        "lease_until": None if lease is None else lease.until(now),
     }
     try:
         row = await tx.fetchrow(
             """INSERT INTO jobs (guild_id, channel_id, user_id, state, request, fal_input,
                                  images, cost_micro_usd, parent_job_id,
                                  request_message_id, seed, lora_ids, deadline_at,
-                                 created_at, updated_at)
+                                 created_at, updated_at, lease_owner, lease_expires_at)
                VALUES (:guild_id, :channel_id, :user_id, 'admitted', :request, :fal_input,
                        :images, :cost, :parent, :request_message_id, :seed, :lora_ids,
-                       :deadline_at, :now, :now)
+                       :deadline_at, :now, :now, :lease_owner, :lease_until)
                RETURNING *""",
             params,
         )
@@ -180,9 +187,15 @@ class JobRepository(Generic[RequestT, ResultT]):
     """Jobs come back as `model`: the plain `Job` keeps payloads as JSON dicts; the bot passes
     `Job[ItsRequest, ItsResult]` so every job it reads is typed."""
 
-    def __init__(self, conn: Database, model: type[Job[RequestT, ResultT]]) -> None:
+    def __init__(
+        self,
+        conn: Database,
+        model: type[Job[RequestT, ResultT]],
+        lease: LeaseTerms | None = None,
+    ) -> None:
         self._conn = conn
         self._model = model
+        self._lease = lease
 
     async def admit(
         self,
@@ -221,7 +234,12 @@ class JobRepository(Generic[RequestT, ResultT]):
             if refusal is not None:
                 return refusal
             return await insert(
-                tx, new, now=moment, budget=limits.monthly_budget_usd, quota_images=charged
+                tx,
+                new,
+                now=moment,
+                budget=limits.monthly_budget_usd,
+                quota_images=charged,
+                lease=self._lease,
             )
 
         try:

@@ -174,6 +174,42 @@ class SettingsRepository:
 
         return await self._conn.write(work)
 
+    async def hold(
+        self, name: str, owner: str, *, seconds: float, now: datetime | None = None
+    ) -> bool:
+        """Take (or extend) the named lock for `seconds` unless another owner holds it: one
+        holder at a time across processes, and a holder that died lets go by expiring."""
+        moment = to_us(utc(now))
+        key = f"lock:{name}"
+
+        async def work(tx: Tx) -> bool:
+            await tx.lock("meta-lock", name)  # read and write below as one step
+            value = await tx.fetchval("SELECT value FROM meta WHERE key = ?", (key,))
+            if value is not None:
+                holder, _, until = str(value).rpartition(" ")
+                if holder != owner and int(until) > moment:
+                    return False
+            await tx.execute(
+                """INSERT INTO meta (key, value) VALUES (?, ?)
+                   ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
+                (key, f"{owner} {moment + round(seconds * 1_000_000)}"),
+            )
+            return True
+
+        return await self._conn.write(work)
+
+    async def let_go(self, name: str, owner: str) -> None:
+        """Give up the named lock if `owner` holds it."""
+        key = f"lock:{name}"
+
+        async def work(tx: Tx) -> None:
+            await tx.lock("meta-lock", name)
+            value = await tx.fetchval("SELECT value FROM meta WHERE key = ?", (key,))
+            if value is not None and str(value).rpartition(" ")[0] == owner:
+                await tx.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+        await self._conn.write(work)
+
     async def take_meta(self, key: str) -> str | None:
         """Read and delete a value in one step (one-shot records such as form drafts)."""
 

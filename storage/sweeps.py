@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,6 +18,9 @@ from .dialect import Database, Row, Tx
 from .errors import NotFoundError
 from .jobs import _job, insert
 from .models import Job, NewJob, QuotaLimits, Refusal, RequestT, ResultT, UtcDatetime
+
+if TYPE_CHECKING:
+    from .leases import LeaseTerms
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +91,15 @@ async def _sweep(tx: Tx, row: Row) -> Sweep:
 
 
 class SweepRepository(Generic[RequestT, ResultT]):
-    def __init__(self, conn: Database, model: type[Job[RequestT, ResultT]]) -> None:
+    def __init__(
+        self,
+        conn: Database,
+        model: type[Job[RequestT, ResultT]],
+        lease: LeaseTerms | None = None,
+    ) -> None:
         self._conn = conn
         self._model = model
+        self._lease = lease
 
     async def admit(
         self,
@@ -138,7 +147,9 @@ class SweepRepository(Generic[RequestT, ResultT]):
             )
             assert head is not None  # INSERT … RETURNING returns the row
             budget = limits.monthly_budget_usd
-            rows = [await insert(tx, job, now=moment, budget=budget) for job in jobs]
+            rows = [
+                await insert(tx, job, now=moment, budget=budget, lease=self._lease) for job in jobs
+            ]
             for cell, (row, label) in enumerate(zip(rows, sweep.labels, strict=True)):
                 await tx.execute(
                     "INSERT INTO sweep_cells (sweep_id, cell, job_id, label) VALUES (?, ?, ?, ?)",
