@@ -14,6 +14,7 @@ from typing import Generic, Literal, cast
 from . import schema
 from .connection import Connection, Synchronous
 from .dialect import Database, Dialect
+from .fair_queue import FairQueueRepository
 from .inputs import InputRepository
 from .jobs import JobRepository
 from .leases import LeaseRepository, LeaseTerms
@@ -49,6 +50,7 @@ class Storage(Generic[RequestT, ResultT]):
         self.loras = LoraRepository(conn)
         self.jobs = JobRepository(conn, job_model, lease)
         self.leases = LeaseRepository(conn, lease)
+        self.queue = FairQueueRepository(conn)
         self.quotas = QuotaRepository(conn)
         self.settings = SettingsRepository(conn)
         self.inputs = InputRepository(conn)
