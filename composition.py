@@ -98,6 +98,7 @@ async def build_parts(
             training_price_per_step=settings.training_price_per_step_usd,
             max_loras_per_server=settings.max_loras_per_server,
             lease_seconds=settings.lease_seconds,
+            fal_max_concurrent=settings.fal_max_concurrent,
             # One SQLite file is one process: it takes every job at start.
             sole_process=storage.backend == "sqlite",
         ),

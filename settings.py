@@ -108,6 +108,15 @@ class Settings(BaseSettings):
             "(it died) before another process adopts it.",
         ),
     ] = 30.0
+    fal_max_concurrent: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=10_000,
+            description="At most this many jobs at fal at once, across every process; the rest "
+            "wait in the bot's own queue, members taking turns (0: no cap, all go to fal).",
+        ),
+    ] = 10
     catch_up_hours: Annotated[
         int,
         Field(

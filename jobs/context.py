@@ -32,6 +32,9 @@ class JobConfig:
     # whether this is the only process there is (SQLite), which takes every job at start.
     lease_seconds: float = 30.0
     sole_process: bool = True
+    # The fair queue (jobs/fair_queue.py): at most this many jobs at fal at once across every
+    # process; 0 sends every job at once, as fal's own queue takes them.
+    fal_max_concurrent: int = 10
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,15 @@ from jobs.text import Words
 from storage.sweeps import Sweep
 
 Phase = Literal[
-    "admitted", "queued", "running", "delivering", "delivered", "failed", "cancelled", "expired"
+    "admitted",
+    "waiting",
+    "queued",
+    "running",
+    "delivering",
+    "delivered",
+    "failed",
+    "cancelled",
+    "expired",
 ]
 
 
@@ -34,7 +42,8 @@ class StatusUpdate:
     phase: Phase
     request: JobRequest
     started_at: datetime
-    queue_position: int | None = None
+    queue_position: int | None = None  # waiting: 1 is next; queued at fal: jobs ahead
+    queue_size: int | None = None  # waiting: how many jobs wait in the bot's fair queue
     eta_at: datetime | None = None
     note: str | None = None
     progress: tuple[int, int] | None = None  # (step, of): a training's progress at fal

@@ -11,6 +11,7 @@ from jobs.at_fal import AtFal
 from jobs.context import JobContext
 from jobs.delivery import Deliverer
 from jobs.errors import NotAllowed, NotFound
+from jobs.fair_queue import FairQueue
 from jobs.policy import Requester, is_manager
 from jobs.records import AnyJob, is_training
 from jobs.status import StatusBoard, StatusThrottle
@@ -33,12 +34,14 @@ class Runner:
         status: StatusBoard,
         at_fal: AtFal,
         deliverer: Deliverer,
+        queue: FairQueue,
     ) -> None:
         self._ctx = ctx
         self._transitions = transitions
         self._status = status
         self._fal = at_fal
         self._deliverer = deliverer
+        self._queue = queue
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._closing = False
 
@@ -118,28 +121,38 @@ class Runner:
             throttle.close()
 
     async def _run_at_fal(self, job: AnyJob, throttle: StatusThrottle) -> AnyJob:
-        """Submit (if not yet) and watch until fal is done; expire the job at its deadline."""
+        """Wait for a slot at fal (the fair queue, when capped), submit (if not yet) and watch
+        until fal is done; expire the job at its deadline, counted from admission."""
         remaining = (job.deadline_at - self._ctx.now()).total_seconds()
+        waiting = False
         try:
             async with asyncio.timeout(max(0.0, remaining)):
+                if job.state == JobState.ADMITTED and self._queue.active:
+                    waiting = True
+                    job = await self._queue.wait_turn(job, throttle)
+                    waiting = False
                 if job.state == JobState.ADMITTED:
                     job = await self._fal.submit(job)
                 if job.state == JobState.SUBMITTED:
                     job = await self._fal.watch(job, throttle)
         except TimeoutError:
-            await self._expire(job.id)
+            await self._expire(job.id, waited=waiting)
             return await self._transitions.reload(job.id)
         return job
 
-    async def _expire(self, job_id: int) -> None:
+    async def _expire(self, job_id: int, *, waited: bool = False) -> None:
         job = await self._transitions.reload(job_id)
         if job.state in TERMINAL_STATES:
             return
         await self._fal.cancel(job, "on expiry")
         minutes = round((job.deadline_at - job.created_at).total_seconds() / 60, 1)
         what = "training" if is_training(job) else "edit"
-        text = f"fal didn't finish within {minutes:g} minutes, so I cancelled the {what}. "
-        text += "You were not charged."
+        if waited:  # never sent: every slot at fal stayed busy
+            text = f"No slot at fal freed up within {minutes:g} minutes, so I cancelled the "
+            text += f"{what}. You were not charged."
+        else:
+            text = f"fal didn't finish within {minutes:g} minutes, so I cancelled the {what}. "
+            text += "You were not charged."
         await self._status.end(job_id, JobState.EXPIRED, text)
 
     async def cancel(self, job_id: int, who: Requester) -> AnyJob:

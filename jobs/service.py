@@ -22,6 +22,7 @@ from jobs.compare import Compare
 from jobs.context import JobConfig, JobContext
 from jobs.delivery import Deliverer
 from jobs.draft_pairs import DraftPairs
+from jobs.fair_queue import FairQueue
 from jobs.forms import FormDrafts
 from jobs.inputs import InputFile, Inputs
 from jobs.leases import Leases
@@ -80,7 +81,8 @@ class JobService:
         outputs = Outputs(ctx)
         deliverer = Deliverer(ctx, self.transitions, self.status, outputs)
         at_fal = AtFal(ctx, self.transitions, self.status, outputs)
-        self.runner = Runner(ctx, self.transitions, self.status, at_fal, deliverer)
+        self.queue = FairQueue(ctx, self.transitions, self.status)
+        self.runner = Runner(ctx, self.transitions, self.status, at_fal, deliverer, self.queue)
         self.inputs = Inputs(ctx)
         self.sheets = Sheets(ctx, self.transitions, outputs, self.inputs)
         self.registry = Registry(storage.loras, config.max_loras_per_server, storage.trainings)
@@ -177,6 +179,7 @@ class JobService:
         try:
             await self.leases.close(release=False)  # adopts nothing more
             await self.runner.close()
+            await self.queue.close()
             await self.sheets.close()
             # Every job stopped with its state stored: another process may go on at once.
             await self.leases.close(release=True)

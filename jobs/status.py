@@ -18,7 +18,7 @@ from storage.models import TERMINAL_STATES, JobState
 log = logging.getLogger(__name__)
 
 STATUS_MIN_INTERVAL = 2.0
-_PROGRESS_PHASES = frozenset({"admitted", "queued", "running", "delivering"})
+_PROGRESS_PHASES = frozenset({"admitted", "waiting", "queued", "running", "delivering"})
 FINAL_PHASES: dict[JobState, Phase] = {
     JobState.DELIVERED: "delivered",
     JobState.FAILED: "failed",
@@ -41,6 +41,11 @@ class Timings:
         if positions > 0:
             per = max(0.1, seconds / positions)
             self.wait_per_position = 0.8 * self.wait_per_position + 0.2 * per
+
+    def eta_waiting(self, now: datetime, position: int, slots: int) -> datetime:
+        """When a job waiting in the fair queue should be done: a slot frees every
+        run ÷ slots seconds or so, then it runs."""
+        return now + timedelta(seconds=self.run_seconds * (position / max(1, slots) + 1))
 
     def eta(self, now: datetime, queue_position: int | None) -> datetime:
         wait = (queue_position or 0) * self.wait_per_position if queue_position is not None else 0
@@ -101,6 +106,7 @@ class StatusBoard:
         phase: Phase,
         *,
         queue_position: int | None = None,
+        queue_size: int | None = None,
         eta_at: datetime | None = None,
         note: str | None = None,
         progress: tuple[int, int] | None = None,
@@ -110,6 +116,7 @@ class StatusBoard:
             request=job.request,
             started_at=job.created_at,
             queue_position=queue_position,
+            queue_size=queue_size,
             eta_at=eta_at,
             note=note,
             progress=progress,

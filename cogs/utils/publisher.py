@@ -39,7 +39,7 @@ from storage.sweeps import Sweep
 log = logging.getLogger(__name__)
 
 TOKEN_LIFETIME = timedelta(minutes=14)  # Discord's is 15; leave a margin for the request itself
-LIVE_PHASES = {"admitted", "queued", "running"}
+LIVE_PHASES = {"admitted", "waiting", "queued", "running"}
 
 
 def delivery_nonce(job_id: int) -> str:

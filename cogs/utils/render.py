@@ -25,6 +25,7 @@ _UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069
 
 _PHASE_TEXT = {
     "admitted": "⏳ Accepted, sending to fal…",
+    "waiting": "⏸️ Waiting for a free slot",
     "queued": "🕒 Waiting in fal's queue",
     "running": "🎨 Editing",
     "delivering": "📤 Posting the result…",
@@ -100,6 +101,11 @@ def size_text(request: EditRequest) -> str:
     return f"{request.width}×{request.height} ({label})"
 
 
+def waiting_place(position: int, of: int | None) -> str:
+    """A job's place in the bot's fair queue: 1 is the next to go to fal."""
+    return f"position {position:,} of {max(position, of or position):,}"
+
+
 def status_text(job: AnyJob, update: StatusUpdate) -> str:
     request = update.request
     if isinstance(request, TrainingRequest):
@@ -109,7 +115,9 @@ def status_text(job: AnyJob, update: StatusUpdate) -> str:
     if update.phase == "queued" and update.queue_position is not None:
         ahead = update.queue_position
         parts.append("next in line" if ahead == 0 else f"{ahead} ahead")
-    if update.phase in ("admitted", "queued", "running", "delivering"):
+    if update.phase == "waiting" and update.queue_position is not None:
+        parts[0] += f": {waiting_place(update.queue_position, update.queue_size)}"
+    if update.phase in ("admitted", "waiting", "queued", "running", "delivering"):
         parts.append(f"started {timestamp(update.started_at)}")
         if update.eta_at is not None:
             parts.append(f"ETA {timestamp(update.eta_at)}")
@@ -136,7 +144,9 @@ def training_status_text(job: AnyJob, update: StatusUpdate, request: TrainingReq
     if update.phase == "running" and update.progress is not None:
         done, total = update.progress
         parts.append(f"step {done:,} of {total:,} ({done * 100 // max(1, total)} %)")
-    if update.phase in ("admitted", "queued", "running", "delivering"):
+    if update.phase == "waiting" and update.queue_position is not None:
+        parts[0] += f": {waiting_place(update.queue_position, update.queue_size)}"
+    if update.phase in ("admitted", "waiting", "queued", "running", "delivering"):
         parts.append(f"started {timestamp(update.started_at)}")
         if update.eta_at is not None:
             parts.append(f"ETA {timestamp(update.eta_at)}")
