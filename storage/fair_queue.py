@@ -17,6 +17,7 @@ from datetime import datetime
 
 from .clock import to_us, utc
 from .dialect import Database, Tx
+from .jobs import _UNFINISHED_SQL
 
 log = logging.getLogger(__name__)
 
@@ -24,24 +25,40 @@ WAITING = "state = 'admitted' AND released_at IS NULL"  # the text of the partia
 AT_FAL = "(state = 'submitted' OR (state = 'admitted' AND released_at IS NOT NULL))"
 
 # The fair order of every waiting job, first to be released first:
-#  1. the member's round: the job's rank among the member's waiting jobs plus the member's
-#     jobs already at fal, so a member's second job waits behind everyone's first;
+#  1. the member's round: the job's rank among the member's waiting jobs plus the slots the
+#     member has used while jobs waited (their jobs at fal, and those that left fal since the
+#     oldest waiting job was admitted), so a member's second job waits behind everyone's
+#     first even when their first has just finished;
 #  2. the server's round within that: the job's rank among its server's jobs of the same
-#     member round plus the server's jobs at fal, so servers take turns too;
+#     member round plus the slots the server has used the same way, so servers take turns;
 #  3. the job's id (oldest first). A rerun is a job like any other: no priority.
+# Once nothing waits, the history is forgotten: the next burst starts level.
 _FAIR_ORDER = f"""
-WITH at_fal AS (
-    SELECT guild_id, user_id, COUNT(*) AS n FROM jobs WHERE {AT_FAL} GROUP BY guild_id, user_id
+WITH since AS (
+    SELECT MIN(created_at) AS t FROM jobs WHERE {WAITING}
 ),
-server_at_fal AS (
-    SELECT guild_id, CAST(SUM(n) AS BIGINT) AS n FROM at_fal GROUP BY guild_id
+used AS (
+    SELECT guild_id, user_id, COUNT(*) AS n FROM (
+        SELECT guild_id, user_id FROM jobs
+         WHERE state IN ({_UNFINISHED_SQL})
+           AND ({AT_FAL} OR (state = 'completed' AND completed_at >= (SELECT t FROM since)))
+        UNION ALL
+        SELECT guild_id, user_id FROM jobs
+         WHERE finished_at >= (SELECT t FROM since)
+           AND (released_at IS NOT NULL OR submitted_at IS NOT NULL)
+           AND COALESCE(completed_at, finished_at) >= (SELECT t FROM since)
+    ) AS slots
+     GROUP BY guild_id, user_id
+),
+server_used AS (
+    SELECT guild_id, CAST(SUM(n) AS BIGINT) AS n FROM used GROUP BY guild_id
 ),
 waiting AS (
     SELECT w.id, w.guild_id,
            ROW_NUMBER() OVER (PARTITION BY w.guild_id, w.user_id ORDER BY w.id)
                + COALESCE(m.n, 0) AS member_round
       FROM jobs w
-      LEFT JOIN at_fal m ON m.guild_id = w.guild_id AND m.user_id = w.user_id
+      LEFT JOIN used m ON m.guild_id = w.guild_id AND m.user_id = w.user_id
      WHERE w.state = 'admitted' AND w.released_at IS NULL
 ),
 ranked AS (
@@ -49,7 +66,7 @@ ranked AS (
            ROW_NUMBER() OVER (PARTITION BY w.guild_id, w.member_round ORDER BY w.id)
                + COALESCE(s.n, 0) AS server_round
       FROM waiting w
-      LEFT JOIN server_at_fal s ON s.guild_id = w.guild_id
+      LEFT JOIN server_used s ON s.guild_id = w.guild_id
 )"""
 _ORDER_BY = "ORDER BY member_round, server_round, id"
 

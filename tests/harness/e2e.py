@@ -40,6 +40,7 @@ RESULT_TIMEOUT = 15.0
 POSTGRES_MODULES = frozenset(
     {
         "test_edit_e2e",
+        "test_fair_queue_e2e",
         "test_edit_lifecycle_e2e",
         "test_quotas_e2e",
         "test_registry_e2e",

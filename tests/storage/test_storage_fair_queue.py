@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -30,8 +31,9 @@ async def open_another(database: str) -> AsyncIterator[Opener]:
         await storage.close()
 
 
-async def admit(storage: Storage, user: int, guild: int = 1) -> int:
-    job = await storage.jobs.admit(make_job(guild_id=guild, user_id=user), limits(None), now=T0)
+async def admit(storage: Storage, user: int, guild: int = 1, at: datetime = T0) -> int:
+    new = make_job(guild_id=guild, user_id=user, now=at)
+    job = await storage.jobs.admit(new, limits(None), now=at)
     assert isinstance(job, Job)
     return job.id
 
@@ -50,10 +52,18 @@ def names(ids: dict[str, int], job_ids: list[int]) -> list[str]:
     return [by_id[job_id] for job_id in job_ids]
 
 
-async def leave_fal(storage: Storage, job_id: int, how: JobState = JobState.COMPLETED) -> None:
+async def leave_fal(
+    storage: Storage,
+    job_id: int,
+    how: JobState = JobState.COMPLETED,
+    at: datetime | None = None,
+) -> None:
     if how == JobState.COMPLETED:
-        await storage.jobs.transition(job_id, JobState.SUBMITTED, fal_request_id=f"r{job_id}")
-    await storage.jobs.transition(job_id, how, error=None if how == JobState.COMPLETED else "x")
+        await storage.jobs.transition(
+            job_id, JobState.SUBMITTED, fal_request_id=f"r{job_id}", now=at
+        )
+    error = None if how == JobState.COMPLETED else "x"
+    await storage.jobs.transition(job_id, how, error=error, now=at)
 
 
 async def test_members_take_turns_and_a_burst_waits_behind_everyones_first(
@@ -78,6 +88,29 @@ async def test_a_new_member_goes_before_a_busy_members_older_jobs(storage: Stora
     await leave_fal(storage, ids["a1"], JobState.FAILED)
     assert names(ids, await storage.queue.release(2)) == ["b1"]
     assert names(ids, (await storage.queue.view()).waiting) == ["a3", "a4"]
+
+
+async def test_a_member_whose_job_just_finished_still_waits_behind_a_first_job(
+    storage: Storage,
+) -> None:
+    """With one slot, the member's job is never at fal at the moment of a release; the slot
+    they used while others waited still counts."""
+    ids = await admit_many(storage, "aa")
+    assert names(ids, await storage.queue.release(1)) == ["a1"]
+    ids["b1"] = await admit(storage, user=ord("b"), at=T0 + timedelta(seconds=1))
+    await leave_fal(storage, ids["a1"], at=T0 + timedelta(seconds=20))
+    assert names(ids, await storage.queue.release(1)) == ["b1"]
+    await leave_fal(storage, ids["b1"], at=T0 + timedelta(seconds=40))
+    assert names(ids, await storage.queue.release(1)) == ["a2"]
+
+
+async def test_once_nothing_waits_the_next_burst_starts_level(storage: Storage) -> None:
+    early = await admit(storage, user=1)
+    assert await storage.queue.release(1) == [early]
+    await leave_fal(storage, early, at=T0 + timedelta(seconds=10))
+    later = T0 + timedelta(seconds=60)
+    again, other = await admit(storage, user=1, at=later), await admit(storage, user=2, at=later)
+    assert (await storage.queue.view()).waiting == [again, other]
 
 
 async def test_servers_take_turns_within_a_round(storage: Storage) -> None:
