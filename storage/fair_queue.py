@@ -22,7 +22,11 @@ from .jobs import _UNFINISHED_SQL
 log = logging.getLogger(__name__)
 
 WAITING = "state = 'admitted' AND released_at IS NULL"  # the text of the partial index
-AT_FAL = "(state = 'submitted' OR (state = 'admitted' AND released_at IS NOT NULL))"
+# (the first term lets SQLite use the index of unfinished jobs)
+AT_FAL = (
+    f"(state IN ({_UNFINISHED_SQL})"
+    " AND (state = 'submitted' OR (state = 'admitted' AND released_at IS NOT NULL)))"
+)
 
 # The fair order of every waiting job, first to be released first:
 #  1. the member's round: the job's rank among the member's waiting jobs plus the slots the
