@@ -58,12 +58,13 @@ server_used AS (
     SELECT guild_id, CAST(SUM(n) AS BIGINT) AS n FROM used GROUP BY guild_id
 ),
 waiting AS (
-    SELECT w.id, w.guild_id,
-           ROW_NUMBER() OVER (PARTITION BY w.guild_id, w.user_id ORDER BY w.id)
+    SELECT jobs.id, jobs.guild_id,
+           ROW_NUMBER() OVER (PARTITION BY jobs.guild_id, jobs.user_id ORDER BY jobs.id)
                + COALESCE(m.n, 0) AS member_round
-      FROM jobs w
-      LEFT JOIN used m ON m.guild_id = w.guild_id AND m.user_id = w.user_id
-     WHERE w.state = 'admitted' AND w.released_at IS NULL
+      FROM jobs
+      LEFT JOIN used m ON m.guild_id = jobs.guild_id AND m.user_id = jobs.user_id
+     WHERE jobs.state = 'admitted' AND jobs.released_at IS NULL
+       AND jobs.guild_id >= 0  -- every id is; makes SQLite search the index, not walk it
 ),
 ranked AS (
     SELECT w.id, w.member_round,

@@ -125,6 +125,10 @@ CALLS: dict[str, Callable[[Storage], Awaitable[Any]]] = {
     "reset": lambda s: s.quotas.reset(1, 1, now=T0),
     "effective": lambda s: s.settings.effective(1, 10),
     "input_get": lambda s: s.inputs.get("a" * 64),
+    "queue_release": lambda s: s.queue.release(2),
+    "queue_view": lambda s: s.queue.view(),
+    "queue_waiting": lambda s: s.queue.waiting(1),
+    "queue_at_fal": lambda s: s.queue.at_fal(),
 }
 
 
