@@ -101,6 +101,30 @@ async def test_the_queue_keeps_its_order_across_a_restart(world: World) -> None:
     assert submitted_prompts(world) == ["alice 1", "bob 1", "alice 2"], "each sent once"
 
 
+async def test_waiting_counts_towards_the_deadline_from_admission(world: World) -> None:
+    await capped(world, 1)
+    world.fal.paused = True
+    first = await start(world, "alice", "first")
+    await world.fal.wait_for_jobs(1)
+    waiting = await start(world, "bob", "waiting")
+    status = await status_shows(world, waiting, "position 1 of 1")
+    # Admitted five minutes ago with a two-minute timeout: its time ran out while it waited.
+    await world.execute(
+        "UPDATE jobs SET created_at = created_at - 300000000,"
+        " deadline_at = created_at - 180000000 WHERE id = ?",
+        waiting,
+    )
+    await world.restart()
+    await world.job_in(waiting, "expired")
+    ended = await world.emu.wait_for_edit(status, lambda m: "Timed out" in m.content)
+    assert "No slot at fal freed up within 2 minutes" in ended.content
+    assert "You were not charged." in ended.content
+    assert await world.usage("bob") == (0, 0)
+    world.fal.paused = False
+    await world.job_in(first, "delivered")
+    assert submitted_prompts(world) == ["first"]
+
+
 async def test_a_job_another_process_releases_is_sent_by_its_holder(world: World) -> None:
     """Another process on the same database cancels the job at fal (a member pressed Cancel
     where it runs) and releases the next; the waiting job's holder learns of it by looking,
