@@ -144,6 +144,9 @@ async def start_bot(
         "DATABASE_PATH": str(db),
         "LOG_LEVEL": "WARNING",
         "JOB_TIMEOUT_SECONDS": "3600",
+        # Step 3 holds every job at fal at once: the bot's fair queue stays off, as before it
+        # existed, so the figures compare (bench/fair_queue_bench.py measures the queue).
+        "FAL_MAX_CONCURRENT": "0",
         "METRICS_PORT": str(metrics_port),
         "METRICS_HOST": "127.0.0.1",
     }

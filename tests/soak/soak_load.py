@@ -78,6 +78,9 @@ async def run_load(
         env = bot_environment({**bot_settings(emu, fal, db_path), "BOT_PROBE_STATS": ""})
         env["BOT_PROBE_STATS"] = str(stats_path)
         env["LOG_LEVEL"] = "WARNING"  # a line per transition is 2,000 lines of I/O here
+        # Every job is held at fal at once, so the bot's own fair queue is off here
+        # (bench/fair_queue_bench.py measures that queue).
+        env["FAL_MAX_CONCURRENT"] = "0"
         bot = BotProcess(
             env, workdir / "bot.log", argv=[sys.executable, "-m", "tests.harness.bot_probe"]
         )
