@@ -70,6 +70,21 @@ def _update_sql(target: JobState, columns: tuple[str, ...], sources: frozenset[J
     )
 
 
+_INSERT = """INSERT INTO jobs (guild_id, channel_id, user_id, state, request, fal_input,
+                                images, cost_micro_usd, parent_job_id,
+                                request_message_id, seed, lora_ids, deadline_at,
+                                created_at, updated_at{columns})
+              VALUES (:guild_id, :channel_id, :user_id, 'admitted', :request, :fal_input,
+                      :images, :cost, :parent, :request_message_id, :seed, :lora_ids,
+                      :deadline_at, :now, :now{values})
+              RETURNING *"""
+# Without lease terms (tools, tests of older schemas) the lease columns are not named at all.
+_INSERT_JOB = _INSERT.format(columns="", values="")
+_INSERT_LEASED_JOB = _INSERT.format(
+    columns=", lease_owner, lease_expires_at", values=", :lease_owner, :lease_until"
+)
+
+
 def _plain(value: Any) -> Any:
     """A stored payload as JSON data: models are dumped, anything else is already JSON."""
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
@@ -154,17 +169,7 @@ async def insert(
         "lease_until": None if lease is None else lease.until(now),
     }
     try:
-        row = await tx.fetchrow(
-            """INSERT INTO jobs (guild_id, channel_id, user_id, state, request, fal_input,
-                                 images, cost_micro_usd, parent_job_id,
-                                 request_message_id, seed, lora_ids, deadline_at,
-                                 created_at, updated_at, lease_owner, lease_expires_at)
-               VALUES (:guild_id, :channel_id, :user_id, 'admitted', :request, :fal_input,
-                       :images, :cost, :parent, :request_message_id, :seed, :lora_ids,
-                       :deadline_at, :now, :now, :lease_owner, :lease_until)
-               RETURNING *""",
-            params,
-        )
+        row = await tx.fetchrow(_INSERT_JOB if lease is None else _INSERT_LEASED_JOB, params)
     except ConstraintError as error:
         if new.parent_job_id is not None and error.kind == "foreign_key":
             raise JobNotFound(new.parent_job_id) from error
