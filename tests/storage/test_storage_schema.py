@@ -67,6 +67,7 @@ SHIPPED_SQLITE = {
     ),
     "0003_budget_alerts.sql": ("22578d1ab71e36d33d3681b4966ae2eb18e9c095e5479aef4de81c4c8129682a"),
     "0004_studio.sql": "b14596429e00737c680b1902aae6d33e275f0be28162bf3408e57d70d808847e",
+    "0007_fair_queue.sql": "8c7a6a8b81701597dbf7f3b6d50d8162a91b52995caa3e0d98d6967e85a30b35",
 }
 
 
