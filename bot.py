@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import signal
 import socket
 import ssl
 import sys
@@ -323,6 +324,18 @@ async def _migrate(source: Path, target: str) -> int:
 
 async def _run(settings: Settings) -> None:
     bot = create_bot(settings)
+    # SIGTERM (docker stop, systemd, a supervisor) is a clean stop, as Ctrl-C is: the bot closes,
+    # its jobs' state is stored and its leases released, so another process goes on at once.
+    loop = asyncio.get_running_loop()
+    stopping: set[asyncio.Task[None]] = set()
+
+    def stop() -> None:
+        log.info("SIGTERM: closing")
+        task = loop.create_task(bot.close())
+        stopping.add(task)
+        task.add_done_callback(stopping.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
     async with bot:  # closes the bot (and what setup_hook opened) on any exit
         await bot.start(settings.discord_token.get_secret_value())
 
