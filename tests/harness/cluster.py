@@ -60,16 +60,17 @@ class Cluster:
     database_url: str
     folder: Path
     shard_count: int = 2
+    # The shards of each process; default: one process per shard.
+    layout: tuple[tuple[int, ...], ...] | None = None
     nodes: list[Node] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.watch = Watch(self.emu, self.fal)
-        for index in range(self.shard_count):
+        layout = self.layout or tuple((shard,) for shard in range(self.shard_count))
+        for index, shards in enumerate(layout):
             process = BotProcess({}, self.folder / f"node{index}.log")
-            self.nodes.append(
-                Node(index, (index,), process, instance_of((index,), self.shard_count))
-            )
+            self.nodes.append(Node(index, shards, process, instance_of(shards, self.shard_count)))
 
     def _env(self, node: Node) -> dict[str, str]:
         return bot_environment(
