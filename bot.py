@@ -268,6 +268,25 @@ def unreachable_line(service: str, url: str, setting: str, error: BaseException)
     )
 
 
+def shard_refusal(error: discord.ConnectionClosed, settings: Settings) -> str | None:
+    """One line for the gateway refusing our shard layout (docs/discord-limits.md,
+    "Sharding"); None for any other close."""
+    count = settings.shard_count
+    if error.code == 4011:
+        now = f"SHARD_COUNT={count}" if count else "the recommended count"
+        return (
+            "Discord refused the gateway connection (4011, sharding required): a shard would "
+            f"hold more than 2,500 servers with {now}. Raise SHARD_COUNT, or leave SHARD_COUNT "
+            "and SHARD_IDS empty to run as many shards as Discord recommends."
+        )
+    if error.code == 4010:
+        return (
+            f"Discord refused shard {error.shard_id} of {count} (4010, invalid shard). "
+            "Check SHARD_COUNT and SHARD_IDS: shards are numbered from 0 to SHARD_COUNT - 1."
+        )
+    return None
+
+
 def _discord_url(settings: Settings) -> str:
     return str(settings.discord_api_url or discord.http.Route.BASE).rstrip("/")
 
@@ -368,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_run(settings))
     except discord.LoginFailure:
         log.error("Discord rejected DISCORD_TOKEN; reset it at %s", DISCORD_PORTAL)
+        return 2
+    except discord.ConnectionClosed as error:
+        refusal = shard_refusal(error, settings)
+        if refusal is None:
+            raise
+        print(refusal, file=sys.stderr)
         return 2
     except StorageError as error:
         # One line: which database, what went wrong (never the password). Exit 1.

@@ -4,12 +4,20 @@ process's health lists both shards."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from pathlib import Path
+
 import httpx
 import pytest
 
 from emulators.discord_emulator import Guild, Message
+from settings import Settings
 from tests.harness.e2e import RESULT_TIMEOUT, World
 from tests.harness.images import png
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -101,3 +109,35 @@ async def test_healthz_lists_both_shards(two_shards: tuple[World, dict[int, Guil
         assert "shard 1 of 2: disconnected" in down.text
         assert "shard 0 of 2: connected" in down.text
         assert 'flux_gateway_connected{shard="1"} 0.0' in (await http.get("/metrics")).text
+
+
+async def test_too_few_shards_for_the_servers_stops_with_one_line(world: World) -> None:
+    """Discord closes with 4011 when a shard would hold too many servers: the bot says which
+    setting to change and exits 2, as for other bad settings."""
+    emu = world.emu
+    emu.max_guilds_per_shard = 1  # Discord's cap is 2,500; two servers trip this one
+    emu.add_guild("Second Server", shard=(1 - emu.shard_of(emu.guild, 2), 2))
+    names = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+    env |= emu.bot_env() | {
+        "FAL_KEY": world.settings.fal_key.get_secret_value(),
+        "FAL_QUEUE_URL": world.fal.queue_url,
+        "FAL_REST_URL": world.fal.rest_url,
+        "FAL_CDN_URL": world.fal.cdn_url,
+        "DATABASE_PATH": str(world.settings.database_path.parent / "shards.sqlite3"),
+        "SHARD_COUNT": "1",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bot.py"),
+        cwd=str(world.settings.database_path.parent),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2
+    lines = err.decode().splitlines()
+    assert "Traceback" not in err.decode()
+    assert lines[-1].startswith("Discord refused the gateway connection (4011, sharding required)")
+    assert "Raise SHARD_COUNT" in lines[-1]
