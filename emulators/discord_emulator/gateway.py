@@ -410,9 +410,6 @@ class GatewayHub:
 
     # ---------------------------------------------------------------- faults and shutdown
 
-    def sessions_on(self, shard_id: int) -> list[Session]:
-        return [s for s in self.sessions if s.shard_id == shard_id]
-
     async def drop(self, code: int = 4000) -> int:
         """Close every live connection as a network fault would; sessions stay resumable."""
         dropped = 0
