@@ -107,14 +107,18 @@ async def test_a_killed_process_loses_nothing_and_takes_its_shards_back(cluster:
     victim = cluster.nodes[0]
     mine = [guild for guild in guilds if cluster.owner_of(guild) is victim]
     theirs = [guild for guild in guilds if cluster.owner_of(guild) is not victim]
+    fal.paused = True  # every edit reaches fal before any runs
+    members = ("alice", "bob", "carol")  # one edit each: nobody's jobs-in-flight cap applies
+    prompts = [f"edit {n} in {guild.name}" for guild in mine for n in range(3)]
+    for n, prompt in enumerate(prompts):
+        guild = next(g for g in mine if prompt.endswith(g.name))
+        await edit(cluster, guild, prompt, member=members[n % 3])
+    await cluster.watch.until(lambda: len(fal.jobs) == 6, WITHIN, "six requests at fal")
     # Node 0 dies the moment Discord has its first result, before it records that: one job
     # completed and posted but not known to be, one running at fal, the rest queued there.
     switch = KillSwitch(cluster.watch, victim.process.kill)
     switch.arm("posting", 1)
-    prompts = [f"edit {n} in {guild.name}" for guild in mine for n in range(3)]
-    for prompt in prompts:
-        guild = next(g for g in mine if prompt.endswith(g.name))
-        await edit(cluster, guild, prompt)
+    fal.paused = False
     await cluster.watch.until(lambda: switch.fired, WITHIN, "node 0 was killed while posting")
     await victim.process.wait()
     assert len(fal.jobs) >= 2  # some were still at fal when it died
@@ -155,8 +159,8 @@ async def test_sigterm_hands_the_jobs_over_at_once(cluster: Cluster) -> None:
     fal.paused = True  # requests wait at fal until the test lets them run
     leaving = cluster.nodes[0]
     mine = next(guild for guild in guilds if cluster.owner_of(guild) is leaving)
-    for n in range(3):
-        await edit(cluster, mine, f"handed over {n}")
+    for n, member in enumerate(("alice", "bob", "carol")):
+        await edit(cluster, mine, f"handed over {n}", member=member)
     await cluster.watch.until(lambda: len(fal.jobs) == 3, WITHIN, "three requests at fal")
 
     assert await cluster.terminate(0) == 0
