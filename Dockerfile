@@ -9,7 +9,7 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
-COPY bot.py settings.py composition.py ./
+COPY bot.py settings.py composition.py sharding.py ./
 COPY cogs ./cogs
 COPY jobs ./jobs
 COPY client ./client

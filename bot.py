@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import signal
 import socket
 import ssl
 import sys
@@ -39,6 +40,7 @@ from settings import (
     load_settings,
     settings_help,
 )
+from sharding import IdentifyPacer, describe_shards, shard_of
 from storage import StorageError
 from storage.postgres import redact
 from storage.transfer import copy_sqlite_to_postgres
@@ -74,24 +76,29 @@ SYNC_LOCK = "command-sync"
 SYNC_LOCK_SECONDS = 120.0  # a sync takes a second or two; a holder that died lets go by then
 
 
-class FluxBot(commands.Bot):
-    """The bot: loads one extension per feature and holds the parts built for it."""
+class FluxBot(commands.AutoShardedBot):
+    """The bot: loads one extension per feature and holds the parts built for it. It runs the
+    shards SHARD_IDS of SHARD_COUNT, or every shard Discord recommends when they are unset."""
 
     def __init__(
         self, settings: Settings, *, fal_options: dict[str, Any] | None = None, **options: Any
     ) -> None:
         intents = discord.Intents.default()  # no privileged intent is needed
+        if settings.shard_ids is not None:  # else every shard (discord.py's default)
+            options["shard_ids"] = list(settings.shard_ids)
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            shard_count=settings.shard_count,  # None: ask Discord (GET /gateway/bot)
             **options,
         )
         self.settings = settings
         self._fal_options = fal_options or {}
         self.metrics = Metrics()
         self._parts: Parts | None = None  # built in setup_hook: they need the running loop
+        self._identify_pacer = IdentifyPacer(self._max_concurrency)
 
     @property
     def parts(self) -> Parts:
@@ -114,6 +121,31 @@ class FluxBot(commands.Bot):
     @property
     def publisher(self) -> Publisher:
         return self.parts.publisher
+
+    def own_shards(self) -> list[int]:
+        """The shards this process runs; empty until the shard count is known."""
+        if self.shard_ids is not None:
+            return sorted(self.shard_ids)
+        return list(range(self.shard_count)) if self.shard_count else []
+
+    def owns_guild(self, guild_id: int) -> bool:
+        """Discord sends this guild's interactions and reactions to this process."""
+        if not self.shard_count:
+            return True
+        return shard_of(guild_id, self.shard_count) in self.own_shards()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        await self._identify_pacer.before_identify(shard_id or 0)
+
+    async def _max_concurrency(self) -> int:
+        return (await self.fetch_session_start_limits()).max_concurrency
+
+    async def on_ready(self) -> None:
+        log.info(
+            "gateway ready: shards %s of %s in this process",
+            describe_shards(self.own_shards()),
+            self.shard_count,
+        )
 
     async def setup_hook(self) -> None:
         await self.prepare()
@@ -252,6 +284,25 @@ def unreachable_line(service: str, url: str, setting: str, error: BaseException)
     )
 
 
+def shard_refusal(error: discord.ConnectionClosed, settings: Settings) -> str | None:
+    """One line for the gateway refusing our shard layout (docs/discord-limits.md,
+    "Sharding"); None for any other close."""
+    count = settings.shard_count
+    if error.code == 4011:
+        now = f"SHARD_COUNT={count}" if count else "the recommended count"
+        return (
+            "Discord refused the gateway connection (4011, sharding required): a shard would "
+            f"hold more than 2,500 servers with {now}. Raise SHARD_COUNT, or leave SHARD_COUNT "
+            "and SHARD_IDS empty to run as many shards as Discord recommends."
+        )
+    if error.code == 4010:
+        return (
+            f"Discord refused shard {error.shard_id} of {count} (4010, invalid shard). "
+            "Check SHARD_COUNT and SHARD_IDS: shards are numbered from 0 to SHARD_COUNT - 1."
+        )
+    return None
+
+
 def _discord_url(settings: Settings) -> str:
     return str(settings.discord_api_url or discord.http.Route.BASE).rstrip("/")
 
@@ -271,6 +322,11 @@ async def _check(settings: Settings, offline: bool) -> int:
             print(f"database: FAILED, {error}")
             return 1
         print(f"database: OK, {bot.storage.describe()}")
+        if settings.shard_count is None:
+            print("shards: every shard Discord recommends, in this process")
+        else:
+            ids = settings.shard_ids or range(settings.shard_count)
+            print(f"shards: {describe_shards(ids)} of {settings.shard_count} in this process")
         names = sorted(c.qualified_name for c in bot.tree.walk_commands())
         where = f"server {settings.dev_guild_id}" if settings.dev_guild_id else "every server"
         print(f"commands to sync to {where}: " + ", ".join(names))
@@ -323,6 +379,18 @@ async def _migrate(source: Path, target: str) -> int:
 
 async def _run(settings: Settings) -> None:
     bot = create_bot(settings)
+    # SIGTERM (docker stop, systemd, a supervisor) is a clean stop, as Ctrl-C is: the bot closes,
+    # its jobs' state is stored and its leases released, so another process goes on at once.
+    loop = asyncio.get_running_loop()
+    stopping: set[asyncio.Task[None]] = set()
+
+    def stop() -> None:
+        log.info("SIGTERM: closing")
+        task = loop.create_task(bot.close())
+        stopping.add(task)
+        task.add_done_callback(stopping.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
     async with bot:  # closes the bot (and what setup_hook opened) on any exit
         await bot.start(settings.discord_token.get_secret_value())
 
@@ -347,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_run(settings))
     except discord.LoginFailure:
         log.error("Discord rejected DISCORD_TOKEN; reset it at %s", DISCORD_PORTAL)
+        return 2
+    except discord.ConnectionClosed as error:
+        refusal = shard_refusal(error, settings)
+        if refusal is None:
+            raise
+        print(refusal, file=sys.stderr)
         return 2
     except StorageError as error:
         # One line: which database, what went wrong (never the password). Exit 1.

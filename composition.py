@@ -51,7 +51,7 @@ class Parts:
 
 
 async def build_parts(
-    bot: commands.Bot,
+    bot: commands.AutoShardedBot,
     settings: Settings,
     metrics: Metrics,
     *,

@@ -13,8 +13,9 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DISCORD_PORTAL = "https://discord.com/developers/applications"
 FAL_KEYS_PAGE = "https://fal.ai/dashboard/keys"
@@ -144,6 +145,23 @@ class Settings(BaseSettings):
         str | None,
         Field(description="Override of Discord's gateway URL (tests and proxies only)."),
     ] = None
+    shard_count: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="Optional: how many shards the bot runs in all (empty: as many as "
+            "Discord recommends, all in this process).",
+        ),
+    ] = None
+    shard_ids: Annotated[
+        tuple[int, ...] | None,
+        NoDecode,
+        Field(
+            description="Optional: the shards this process runs, e.g. 0-3 or 0,2 (needs "
+            "SHARD_COUNT; empty: all of them). Processes that split the shards share one "
+            "PostgreSQL database (DATABASE_URL).",
+        ),
+    ] = None
 
     @field_validator("fal_key")
     @classmethod
@@ -171,6 +189,20 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return SecretStr(value.get_secret_value().strip())
 
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_shard_ids(value) if value.strip() else None
+        return value
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        problem = shard_problem(self.shard_count, self.shard_ids, self.database_url is not None)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -184,14 +216,57 @@ class Settings(BaseSettings):
         return str(getattr(self, name)).rstrip("/")
 
     def lease_instance(self) -> str:
-        """What names this process across restarts, so it takes its own jobs back at once."""
-        return "all"
+        """What names this process across restarts (its shards), so that, restarted, it takes
+        back at once the jobs it held; other processes wait for those leases to expire."""
+        if self.shard_ids is None or self.shard_count is None:
+            return "all"
+        return f"shards-{','.join(str(shard) for shard in self.shard_ids)}-of-{self.shard_count}"
 
     def database_location(self) -> str | Path:
         """Where storage lives: the PostgreSQL URL when DATABASE_URL is set, else the file."""
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return self.database_path
+
+
+def parse_shard_ids(text: str) -> tuple[int, ...]:
+    """`0-3` or `0,2` or `0-1,4` → the shard ids, ascending; ValueError says what is wrong."""
+    ids: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not first.strip().isdigit() or (dash and not last.strip().isdigit()):
+            raise ValueError("must list shard numbers like 0-3 or 0,2")
+        low, high = int(first), int(last) if dash else int(first)
+        if high < low:
+            raise ValueError(f"has the range {low}-{high} backwards")
+        ids.extend(range(low, high + 1))
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValueError(f"names shard {repeated[0]} twice")
+    return tuple(sorted(ids))
+
+
+def shard_problem(
+    count: int | None, ids: tuple[int, ...] | None, shared_database: bool
+) -> str | None:
+    """Why this shard layout cannot start, in one line; None when it can."""
+    if ids is None:
+        return None
+    if count is None:
+        return "SHARD_IDS needs SHARD_COUNT: how many shards the bot runs in all."
+    outside = [i for i in ids if i >= count]
+    if outside:
+        return (
+            f"SHARD_IDS names shard {outside[0]}, outside SHARD_COUNT={count} "
+            f"(shards are numbered 0 to {count - 1})."
+        )
+    if len(ids) < count and not shared_database:
+        return (
+            f"SHARD_IDS runs {len(ids)} of the {count} shards here, so other processes run the "
+            "rest, and they must share one PostgreSQL database: set DATABASE_URL (a SQLite "
+            "file belongs to one process), or leave SHARD_IDS empty to run every shard here."
+        )
+    return None
 
 
 def database_url_problem(url: str) -> str | None:
@@ -216,7 +291,10 @@ def describe_settings_error(error: ValidationError) -> list[str]:
     """One line per problem: which setting, what is wrong, where to get it. Never the value."""
     lines: list[str] = []
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "settings"
+        if not item["loc"]:  # a rule across settings: its message names them
+            lines.append(str(item["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(item["loc"][0])
         env_name = field.upper()
         info = Settings.model_fields.get(field)
         hint = info.description if info and info.description else ""

@@ -31,7 +31,7 @@ def describe(error: app_commands.AppCommandError) -> str:
 
 
 class Errors(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: commands.AutoShardedBot) -> None:
         self.bot = bot
         self._previous = bot.tree.on_error
         bot.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
@@ -53,5 +53,5 @@ class Errors(commands.Cog):
         await reply(interaction, text)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: commands.AutoShardedBot) -> None:
     await bot.add_cog(Errors(bot))

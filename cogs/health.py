@@ -1,9 +1,15 @@
 """`/healthz` and `/metrics` on METRICS_PORT, for the operator's probes and Prometheus; the
-event-loop lag monitor runs while this extension is loaded, from start-up until close."""
+event-loop lag monitor runs while this extension is loaded, from start-up until close.
+
+Health is per process: it covers the shards this process runs (SHARD_IDS of SHARD_COUNT).
+`/healthz` answers `ok` or 503 with the reasons; `/healthz?verbose` adds one line per check,
+each shard with its gateway state and heartbeat latency."""
 
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -19,10 +25,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ShardState:
+    id: int
+    count: int | None
+    connected: bool
+    latency: float | None  # seconds; None before the first heartbeat was answered
+
+    def describe(self) -> str:
+        state = "connected" if self.connected else "disconnected"
+        if self.latency is not None:
+            state += f", latency {self.latency * 1000:.0f} ms"
+        return f"shard {self.id} of {self.count or '?'}: {state}"
+
+
 class Health(commands.Cog):
     def __init__(self, bot: FluxBot) -> None:
         self.bot = bot
-        self.gateway_connected = False
+        self._ready_shards: set[int] = set()  # READY or RESUMED, not disconnected since
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.loop_lag = LoopLagMonitor(bot.metrics.loop_lag)
@@ -49,31 +69,67 @@ class Health(commands.Cog):
             await self._runner.cleanup()
 
     @commands.Cog.listener()
-    async def on_connect(self) -> None:
-        self.gateway_connected = True
+    async def on_shard_connect(self, shard_id: int) -> None:
+        self._ready_shards.add(shard_id)
 
     @commands.Cog.listener()
-    async def on_resumed(self) -> None:
-        self.gateway_connected = True
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self._ready_shards.add(shard_id)
 
     @commands.Cog.listener()
-    async def on_disconnect(self) -> None:
-        self.gateway_connected = False
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self._ready_shards.discard(shard_id)
 
-    async def healthz(self, _request: web.Request) -> web.Response:
+    def shards(self) -> list[ShardState]:
+        """Every shard this process runs, with its gateway state (also into the metrics)."""
+        running = self.bot.shards
+        states = []
+        for shard_id in self.bot.own_shards() or sorted(running):
+            info = running.get(shard_id)
+            connected = (
+                info is not None
+                and not info.is_closed()
+                and shard_id in self._ready_shards
+                and not self.bot.is_closed()
+            )
+            latency = info.latency if info is not None else math.inf
+            states.append(
+                ShardState(
+                    shard_id,
+                    self.bot.shard_count,
+                    connected,
+                    latency if math.isfinite(latency) else None,
+                )
+            )
+            label = str(shard_id)
+            self.bot.metrics.gateway_connected.labels(label).set(1 if connected else 0)
+            if math.isfinite(latency):
+                self.bot.metrics.gateway_latency.labels(label).set(latency)
+        return states
+
+    async def healthz(self, request: web.Request) -> web.Response:
         problems = []
-        if not self.gateway_connected or self.bot.is_closed():
+        shards = self.shards()
+        down = [s.id for s in shards if not s.connected]
+        if not shards or self.bot.is_closed() or len(down) == len(shards):
             problems.append("gateway disconnected")
+        elif down:
+            names = ", ".join(str(d) for d in down)
+            problems.append(f"gateway disconnected on shard{'s' if len(down) > 1 else ''} {names}")
+        database = "database: writable"
         try:
             await self.bot.jobs.probe_storage()
         except Exception:
             log.warning("health check could not write to the database", exc_info=True)
             problems.append("database not writable")
-        if problems:
-            return web.Response(status=503, text="; ".join(problems) + "\n")
-        return web.Response(text="ok\n")
+            database = "database: not writable"
+        status, text = (503, "; ".join(problems)) if problems else (200, "ok")
+        if "verbose" in request.query:
+            text = "\n".join([text, *(s.describe() for s in shards), database])
+        return web.Response(status=status, text=text + "\n")
 
     async def metrics(self, _request: web.Request) -> web.Response:
+        self.shards()  # the gateway gauges as of now
         body = generate_latest(self.bot.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -463,6 +463,8 @@ class Iterate(commands.Cog):
         me = self.bot.user.id if self.bot.user else 0
         for job in await self.bot.jobs.reruns.recent_results(self.bot.settings.catch_up_hours):
             assert job.result_message_id is not None
+            if not self.bot.owns_guild(job.guild_id):
+                continue  # the process running that server's shard catches up there
             try:
                 users = await self._reactors(job.channel_id, job.result_message_id)
             except discord.HTTPException:

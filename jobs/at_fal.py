@@ -6,6 +6,7 @@ progress the status message shows (docs/fal-trainer.md, "Progress in the logs").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from jobs.records import AnyJob, JobResult, as_edit, is_training
 from jobs.status import StatusBoard, StatusThrottle
 from jobs.training import TrainingResult, read_progress
 from jobs.transitions import Transitions
+from storage.errors import IllegalTransition
 from storage.models import JobState
 
 log = logging.getLogger(__name__)
@@ -122,15 +124,29 @@ class AtFal:
             self._ctx.notices.fal_failed(error)
             await self._status.fail(job.id, fal_failure_text(error, self._ctx.metrics))
             return await self._transitions.reload(job.id)
-        job = await self._transitions.move(
-            job.id,
-            JobState.SUBMITTED,
-            expect={JobState.ADMITTED},
-            fal_request_id=handle.request_id,
-            fal_status_url=handle.status_url,
-            fal_response_url=handle.response_url,
-            fal_cancel_url=handle.cancel_url,
-        )
+        try:
+            job = await self._transitions.move(
+                job.id,
+                JobState.SUBMITTED,
+                expect={JobState.ADMITTED},
+                fal_request_id=handle.request_id,
+                fal_status_url=handle.status_url,
+                fal_response_url=handle.response_url,
+                fal_cancel_url=handle.cancel_url,
+            )
+        except IllegalTransition:
+            # Ended meanwhile by another process (a Cancel pressed where this job's server
+            # lives, while this process's submit was on the wire): fal must not run it.
+            ended = await self._transitions.reload(job.id)
+            log.info(
+                "job %s %s while submitting; cancelling %s at fal",
+                job.id,
+                ended.state.value,
+                handle.request_id,
+            )
+            with contextlib.suppress(FalError):
+                await self._ctx.fal_for(job).cancel(handle)
+            return ended
         log.info("job %s submitted fal_request_id=%s", job.id, handle.request_id)
         eta = self._status.timings.eta(self._ctx.now(), first.queue_position)
         await self._status.show(

@@ -79,6 +79,18 @@ class Metrics:
             "Jobs this process stopped driving because another process adopted them",
             registry=self.registry,
         )
+        self.gateway_connected = Gauge(
+            "flux_gateway_connected",
+            "1 while the shard's gateway connection is open, 0 otherwise",
+            ["shard"],
+            registry=self.registry,
+        )
+        self.gateway_latency = Gauge(
+            "flux_gateway_latency_seconds",
+            "The shard's last gateway heartbeat round trip (absent before the first one)",
+            ["shard"],
+            registry=self.registry,
+        )
         self.discord_errors = Counter(
             "flux_discord_api_errors",
             "Discord API calls that failed, by HTTP status",

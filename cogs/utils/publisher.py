@@ -71,7 +71,7 @@ def _translate(
 
 
 class DiscordPublisher:
-    def __init__(self, bot: commands.Bot, metrics: Metrics | None = None) -> None:
+    def __init__(self, bot: commands.AutoShardedBot, metrics: Metrics | None = None) -> None:
         self.bot = bot
         self.metrics = metrics
         self._interactions: dict[int, discord.Interaction] = {}

@@ -25,7 +25,7 @@ from .gateway import GatewayHub, Session
 from .messages import Attachment, Message, guess_content_type
 from .ratelimits import RateLimits
 from .rest import RecordedRequest, RestApi
-from .snowflakes import Snowflakes
+from .snowflakes import Snowflakes, shard_of
 from .state import EmulatorState
 from .waiting import PENDING, Event
 from .world import Channel, Guild, Member, Overwrite, Role, User, World
@@ -174,6 +174,33 @@ class DiscordEmulator(MemberActions):
         self.state.nonce_window = seconds
 
     @property
+    def recommended_shards(self) -> int:
+        """GET /gateway/bot's `shards`; set it, or None to derive it from the guild count."""
+        return self.hub.shards_needed()
+
+    @recommended_shards.setter
+    def recommended_shards(self, count: int | None) -> None:
+        self.hub.recommended_shards = count
+
+    @property
+    def max_guilds_per_shard(self) -> int:
+        """Discord's cap (2,500): a session that would hold more is closed with 4011."""
+        return self.hub.max_guilds_per_shard
+
+    @max_guilds_per_shard.setter
+    def max_guilds_per_shard(self, count: int) -> None:
+        self.hub.max_guilds_per_shard = count
+
+    @property
+    def max_concurrency(self) -> int:
+        """`session_start_limit.max_concurrency`: IDENTIFY buckets per 5 s (shard id % this)."""
+        return self.hub.max_concurrency
+
+    @max_concurrency.setter
+    def max_concurrency(self, count: int) -> None:
+        self.hub.max_concurrency = count
+
+    @property
     def latency(self) -> float:
         return self.rest.latency
 
@@ -255,6 +282,8 @@ class DiscordEmulator(MemberActions):
                     ready.cancel()
                     if task not in done:
                         raise EmulatorError(f"the bot was not ready within {timeout} s")
+                # A sharded bot identified once per shard before it was ready.
+                self._bot_sessions = self.hub.sessions[known:]
             if task.done():
                 error = task.exception()
                 raise EmulatorError(f"the bot stopped while starting: {error!r}") from error
@@ -290,11 +319,14 @@ class DiscordEmulator(MemberActions):
         await self.stop_bot()
         return await self.start_bot(factory())
 
-    async def wait_connected(self, timeout: float = 10.0) -> Session:
-        """A bot (maybe in another process) has identified and holds an open gateway connection."""
+    async def wait_connected(self, timeout: float = 10.0, *, shard: int | None = None) -> Session:
+        """A bot (maybe in another process) has identified and holds an open gateway connection
+        (for shard id `shard` when given)."""
 
         def check() -> Any:
             sessions = self.hub.connected_sessions()
+            if shard is not None:
+                sessions = [s for s in sessions if s.shard_id == shard]
             return sessions[-1] if sessions else PENDING
 
         return await self.state.notifier.wait_until(
@@ -319,14 +351,23 @@ class DiscordEmulator(MemberActions):
         members: tuple[str, ...] | None = None,
         system_channel: str | None = None,
         join: bool = True,
+        shard: tuple[int, int] | None = None,
     ) -> Guild:
         """A second server laid out like the first, for isolation tests. The bot joins it at once
         (a GUILD_CREATE without `unavailable`, which discord.py reports as `on_guild_join`);
-        with `join=False` the test may change the guild first and then call `join_guild`."""
-        guild = self.world.add_guild(name, members=members, system_channel=system_channel)
+        with `join=False` the test may change the guild first and then call `join_guild`.
+        `shard=(shard_id, num_shards)` gives it an id Discord routes to that shard."""
+        guild = self.world.add_guild(
+            name, members=members, system_channel=system_channel, shard=shard
+        )
         if join:
             self.join_guild(guild)
         return guild
+
+    @staticmethod
+    def shard_of(guild: Guild, num_shards: int) -> int:
+        """The shard that hears `guild` when the bot runs `num_shards` shards."""
+        return shard_of(guild.id, num_shards)
 
     def join_guild(self, guild: Guild) -> None:
         """The bot was just added to `guild`: live sessions get its GUILD_CREATE."""
@@ -345,18 +386,19 @@ class DiscordEmulator(MemberActions):
 
     def _member_event(self, event: str, member: Member) -> None:
         data = member.payload() | {"guild_id": str(member.guild_id)}
-        self.hub.dispatch(event, lambda _intents: data, 1 << 1)  # GUILD_MEMBERS intent
+        # GUILD_MEMBERS intent
+        self.hub.dispatch(event, lambda _intents: data, 1 << 1, member.guild_id)
 
     def add_role(self, guild: Guild, name: str, permissions: int = 0) -> Role:
         role = self.world.add_role(guild, name, permissions)
         data = {"guild_id": str(guild.id), "role": role.payload()}
-        self.hub.dispatch("GUILD_ROLE_CREATE", lambda _intents: data, 1)
+        self.hub.dispatch("GUILD_ROLE_CREATE", lambda _intents: data, 1, guild.id)
         return role
 
     def set_role_permissions(self, role: Role, permissions: int) -> None:
         role.permissions = int(permissions)
         data = {"guild_id": str(role.guild_id), "role": role.payload()}
-        self.hub.dispatch("GUILD_ROLE_UPDATE", lambda _intents: data, 1)
+        self.hub.dispatch("GUILD_ROLE_UPDATE", lambda _intents: data, 1, role.guild_id)
 
     def add_channel(
         self,
@@ -367,7 +409,7 @@ class DiscordEmulator(MemberActions):
         overwrites: list[Overwrite] | None = None,
     ) -> Channel:
         channel = self.world.add_channel(guild, name, nsfw=nsfw, overwrites=overwrites)
-        self.hub.dispatch("CHANNEL_CREATE", lambda _intents: channel.payload(), 1)
+        self.hub.dispatch("CHANNEL_CREATE", lambda _intents: channel.payload(), 1, guild.id)
         return channel
 
     def set_overwrite(
@@ -375,7 +417,7 @@ class DiscordEmulator(MemberActions):
     ) -> None:
         kind = 0 if isinstance(target, Role) else 1
         channel.overwrites[target.id] = Overwrite(target.id, kind, int(allow), int(deny))
-        self.hub.dispatch("CHANNEL_UPDATE", lambda _intents: channel.payload(), 1)
+        self.hub.dispatch("CHANNEL_UPDATE", lambda _intents: channel.payload(), 1, channel.guild_id)
 
     def set_command_permission(
         self, guild: Guild, command: str, target: Role | Member, *, allowed: bool = True
@@ -526,11 +568,17 @@ class DiscordEmulator(MemberActions):
             text += f"; emulator errors: {self.rest.internal_errors}"
         return text
 
-    def sent_events(self, name: str | None = None) -> list[dict[str, Any]]:
-        """The `d` of every dispatch sent to the newest gateway session (optionally one event)."""
-        if not self.hub.sessions:
+    def sent_events(
+        self, name: str | None = None, *, shard: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The `d` of every dispatch sent to the newest gateway session (optionally one event;
+        with `shard`, the newest session of that shard id)."""
+        sessions = self.hub.sessions
+        if shard is not None:
+            sessions = [s for s in sessions if s.shard_id == shard]
+        if not sessions:
             return []
-        frames = [json.loads(text) for _, text in self.hub.sessions[-1].frames]
+        frames = [json.loads(text) for _, text in sessions[-1].frames]
         return [f["d"] for f in frames if name is None or f["t"] == name]
 
     # ---------------------------------------------------------------- faults

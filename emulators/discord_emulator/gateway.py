@@ -1,11 +1,15 @@
 """The gateway: HELLO, heartbeats, IDENTIFY with a token check, READY and GUILD_CREATE, events with
-sequence numbers, and RESUME that replays what a dropped connection missed."""
+sequence numbers, RESUME that replays what a dropped connection missed, and sharding: a session
+identified as `shard: [id, count]` hears only the guilds with `(guild_id >> 22) % count == id`
+(direct messages go to shard 0), closes 4010 on an invalid shard and 4011 when one shard would
+hold more guilds than `max_guilds_per_shard`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import math
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,6 +18,7 @@ from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
 from .payloads import GatewayFrame, Identify, RequestGuildMembers, Resume
+from .snowflakes import shard_of
 from .world import Guild
 
 if TYPE_CHECKING:
@@ -39,6 +44,12 @@ GUILD_PRESENCES = 1 << 8
 MESSAGE_CONTENT = 1 << 15
 PRIVILEGED = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
 ALL_INTENTS = (1 << 26) - 1
+
+# Discord's limits for sharding (docs/discord-limits.md, "Sharding").
+MAX_GUILDS_PER_SHARD = 2_500  # more on one session: close 4011
+RECOMMENDED_GUILDS_PER_SHARD = 1_000  # roughly what GET /gateway/bot's `shards` aims for
+SESSION_START_TOTAL = 1_000  # IDENTIFYs per window (RESUMEs do not count)
+SESSION_START_WINDOW = 24 * 3600.0
 
 
 class Connection:
@@ -88,6 +99,21 @@ class Session:
     resumable: bool = True
     resumes: int = 0
 
+    @property
+    def shard_id(self) -> int:
+        return self.shard[0] if self.shard else 0
+
+    @property
+    def num_shards(self) -> int:
+        """1 for an unsharded session: it hears every guild."""
+        return self.shard[1] if self.shard else 1
+
+    def hears(self, guild_id: int | None) -> bool:
+        """Discord routes a guild's events to one shard; direct messages to shard 0."""
+        if guild_id is None:
+            return self.shard_id == 0
+        return shard_of(guild_id, self.num_shards) == self.shard_id
+
     def emit(self, event: str, data: dict[str, Any]) -> None:
         self.seq += 1
         text = json.dumps({"op": DISPATCH, "t": event, "s": self.seq, "d": data})
@@ -107,6 +133,14 @@ class GatewayHub:
         self.resume_url = ""
         self.identifies = 0
         self.resumes = 0
+        # Sharding knobs: GET /gateway/bot's `shards` (None: enough for the guilds, about one
+        # shard per 1,000), the most guilds one session may hold (lower it to trip 4011), and
+        # the session start limit it reports.
+        self.recommended_shards: int | None = None
+        self.max_guilds_per_shard = MAX_GUILDS_PER_SHARD
+        self.max_concurrency = 1
+        self.session_start_total = SESSION_START_TOTAL
+        self._session_starts: list[float] = []  # emulator-clock times of counted IDENTIFYs
         state.dispatcher = self.dispatch
 
     # ---------------------------------------------------------------- events out
@@ -117,10 +151,19 @@ class GatewayHub:
     def connected_sessions(self) -> list[Session]:
         return [s for s in self.sessions if s.resumable and s.connection is not None]
 
-    def dispatch(self, event: str, factory: PayloadFactory, intent: int | None) -> None:
-        """Send to every session that may receive it; a disconnected one keeps it for RESUME."""
+    def dispatch(
+        self,
+        event: str,
+        factory: PayloadFactory,
+        intent: int | None,
+        guild_id: int | None = None,
+    ) -> None:
+        """Send to every session that may receive it (the intent, and the shard that owns
+        `guild_id`; shard 0 when None); a disconnected one keeps it for RESUME."""
         for session in self.live_sessions():
             if intent is not None and not session.intents & intent:
+                continue
+            if not session.hears(guild_id):
                 continue
             session.emit(event, factory(session.intents))
 
@@ -132,7 +175,7 @@ class GatewayHub:
             del data["unavailable"]
             return data
 
-        self.dispatch("GUILD_CREATE", payload, GUILDS)
+        self.dispatch("GUILD_CREATE", payload, GUILDS, guild.id)
 
     def _guild_payload(self, guild: Guild, intents: int) -> dict[str, Any]:
         world = self._state.world
@@ -215,21 +258,38 @@ class GatewayHub:
         if identify.intents & PRIVILEGED & ~self.allowed_intents:
             await connection.close(4014, "Disallowed intent(s).")
             return
-        # A fresh IDENTIFY means an earlier, disconnected process is gone for good.
+        shard = valid_shard(identify.shard)
+        if identify.shard is not None and shard is None:
+            await connection.close(4010, "Invalid shard.")
+            return
+        world = self._state.world
+        probe = Session(id="", intents=identify.intents, shard=shard)
+        guilds = [g for g in world.guilds.values() if probe.hears(g.id)]
+        if len(guilds) > self.max_guilds_per_shard:
+            await connection.close(4011, "Sharding required.")
+            return
+        if not self._start_session():
+            # Discord resets the token of a bot that starts too many sessions and ends them all.
+            await self._end_every_session(4004, "Authentication failed.")
+            await connection.close(4004, "Authentication failed.")
+            return
+        # A fresh IDENTIFY for a shard means an earlier, disconnected process on that shard (or
+        # on an older shard layout) is gone for good.
         for old in self.sessions:
-            if old.connection is None:
+            if old.connection is None and (
+                old.num_shards != probe.num_shards or old.shard_id == probe.shard_id
+            ):
                 old.resumable = False
-        session = Session(id=secrets.token_hex(16), intents=identify.intents, shard=identify.shard)
+        session = Session(id=secrets.token_hex(16), intents=identify.intents, shard=shard)
         session.connection = connection
         connection.session = session
         self.sessions.append(session)
         self.identifies += 1
-        world = self._state.world
         user = world.bot_user.payload() | {"verified": True, "mfa_enabled": False, "email": None}
         ready: dict[str, Any] = {
             "v": 10,
             "user": user,
-            "guilds": [{"id": str(g), "unavailable": True} for g in world.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_url,
@@ -242,12 +302,54 @@ class GatewayHub:
             "user_settings": {},
             "auth": {},
         }
-        if identify.shard is not None:
-            ready["shard"] = identify.shard
+        if shard is not None:
+            ready["shard"] = shard
         session.emit("READY", ready)
-        for guild in world.guilds.values():
+        for guild in guilds:
             session.emit("GUILD_CREATE", self._guild_payload(guild, session.intents))
         self._state.record("identify", session)
+
+    # ---------------------------------------------------------------- sharding
+
+    def shards_needed(self) -> int:
+        """GET /gateway/bot's `shards`: the knob, else enough for the bot's guilds."""
+        if self.recommended_shards is not None:
+            return self.recommended_shards
+        per_shard = min(RECOMMENDED_GUILDS_PER_SHARD, self.max_guilds_per_shard)
+        return max(1, math.ceil(len(self._state.world.guilds) / per_shard))
+
+    def _window_starts(self) -> list[float]:
+        now = self._state.clock.monotonic()
+        self._session_starts = [t for t in self._session_starts if now - t < SESSION_START_WINDOW]
+        return self._session_starts
+
+    def _start_session(self) -> bool:
+        """Count an IDENTIFY against the session start limit; False once it is used up."""
+        starts = self._window_starts()
+        if len(starts) >= self.session_start_total:
+            return False
+        starts.append(self._state.clock.monotonic())
+        return True
+
+    def session_start_limit(self) -> dict[str, int]:
+        """The `session_start_limit` object: IDENTIFYs left in the window and when it resets."""
+        starts = self._window_starts()
+        reset_after = 0.0
+        if starts:
+            reset_after = SESSION_START_WINDOW - (self._state.clock.monotonic() - starts[0])
+        return {
+            "total": self.session_start_total,
+            "remaining": max(0, self.session_start_total - len(starts)),
+            "reset_after": int(reset_after * 1000),
+            "max_concurrency": self.max_concurrency,
+        }
+
+    async def _end_every_session(self, code: int, reason: str) -> None:
+        for session in self.live_sessions():
+            session.resumable = False
+            if session.connection is not None:
+                stale, session.connection = session.connection, None
+                await stale.close(code, reason)
 
     async def _resume(self, connection: Connection, data: Any) -> None:
         try:
@@ -329,3 +431,15 @@ class GatewayHub:
     async def shutdown(self) -> None:
         for connection in list(self.connections):
             await connection.close(1001, "Emulator shutting down")
+
+
+def valid_shard(raw: Any) -> list[int] | None:
+    """`[shard_id, num_shards]` with 0 <= shard_id < num_shards, else None (close 4010)."""
+    if not isinstance(raw, list) or len(raw) != 2:
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in raw):
+        return None
+    shard_id, num_shards = raw
+    if num_shards < 1 or not 0 <= shard_id < num_shards:
+        return None
+    return [shard_id, num_shards]

@@ -43,7 +43,7 @@ class Identify(_Loose):
     intents: int
     compress: bool | None = None
     large_threshold: int | None = Field(default=None, ge=50, le=250)
-    shard: list[int] | None = None
+    shard: Any = None  # [shard_id, num_shards]; checked by the gateway (close 4010)
     presence: dict[str, Any] | None = None
 
 

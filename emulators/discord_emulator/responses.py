@@ -122,7 +122,9 @@ class InteractionResponses:
         asyncio.get_running_loop().call_later(
             self.state.ack_deadline + 0.01, self.state.notifier.notify
         )
-        self.state.dispatcher("INTERACTION_CREATE", lambda _intents: payload, None)
+        # Only the shard that owns the guild hears it (shard 0 outside guilds).
+        owner = int(payload["guild_id"]) if "guild_id" in payload else None
+        self.state.dispatcher("INTERACTION_CREATE", lambda _intents: payload, None, owner)
         return interaction
 
     def interaction_callback(

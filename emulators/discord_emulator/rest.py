@@ -335,16 +335,12 @@ class RestApi:
         return json_response({"url": self.emu.gateway_url})
 
     async def gateway_bot(self, request: web.Request) -> web.StreamResponse:
+        hub = self.emu.hub
         return json_response(
             {
                 "url": self.emu.gateway_url,
-                "shards": 1,
-                "session_start_limit": {
-                    "total": 1000,
-                    "remaining": 999,
-                    "reset_after": 14_400_000,
-                    "max_concurrency": 1,
-                },
+                "shards": hub.shards_needed(),
+                "session_start_limit": hub.session_start_limit(),
             }
         )
 

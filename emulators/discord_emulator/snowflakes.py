@@ -25,6 +25,20 @@ class Snowflakes:
         self._last = max(candidate, self._last + 1)
         return self._last
 
+    def next_on_shard(self, shard_id: int, num_shards: int) -> int:
+        """The next id whose guild Discord would route to `shard_id` of `num_shards`: the
+        timestamp part moves ahead by up to `num_shards - 1` ms to land there."""
+        candidate = self.next()
+        while shard_of(candidate, num_shards) != shard_id:
+            candidate = (((candidate >> 22) + 1) << 22) | (self._worker << 17)
+        self._last = candidate
+        return candidate
+
+
+def shard_of(guild_id: int, num_shards: int) -> int:
+    """The shard that receives a guild's events: `(guild_id >> 22) % num_shards`."""
+    return (guild_id >> 22) % num_shards
+
 
 def snowflake_time(snowflake: int) -> float:
     return ((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000

@@ -68,7 +68,8 @@ _EDITABLE_FLAGS = (1 << 2) | (1 << 15)
 
 # factory(intents) → payload, so each gateway session sees what its intents allow.
 PayloadFactory = Callable[[int], dict[str, Any]]
-Dispatcher = Callable[[str, PayloadFactory, int | None], None]
+# (event, factory, intent, guild id: the shard that owns it hears it; None for DMs → shard 0)
+Dispatcher = Callable[[str, PayloadFactory, int | None, int | None], None]
 
 
 class EmulatorState:
@@ -88,7 +89,7 @@ class EmulatorState:
         self.events: list[Event[Any]] = []
         self._nonces: dict[tuple[int, str], tuple[int, float]] = {}
         self._cdn_key = secrets.token_bytes(16)
-        self.dispatcher: Dispatcher = lambda event, factory, intent: None
+        self.dispatcher: Dispatcher = lambda event, factory, intent, guild_id: None
         self.responses = InteractionResponses(self)
         # Knobs (seconds). Tests lower ack_deadline to prove 10062 quickly.
         self.ack_deadline = 3.0
@@ -230,10 +231,13 @@ class EmulatorState:
             data = {"id": str(message.id), "channel_id": str(message.channel_id)}
             if message.guild_id is not None:
                 data["guild_id"] = str(message.guild_id)
-            self.dispatcher(event, lambda _intents: data, intent)
+            self.dispatcher(event, lambda _intents: data, intent, message.guild_id)
         else:
             self.dispatcher(
-                event, lambda intents: self.message_payload(message, intents=intents), intent
+                event,
+                lambda intents: self.message_payload(message, intents=intents),
+                intent,
+                message.guild_id,
             )
 
     # ---------------------------------------------------------------- creating messages
@@ -558,4 +562,4 @@ class EmulatorState:
         if message.ephemeral or not self._bot_sees(message):
             return
         intent = DIRECT_MESSAGE_REACTIONS if message.guild_id is None else GUILD_MESSAGE_REACTIONS
-        self.dispatcher(event, lambda _intents: data, intent)
+        self.dispatcher(event, lambda _intents: data, intent, message.guild_id)

@@ -86,8 +86,13 @@ class TinyBot(commands.Bot):
         self.record("resumed", True)
 
 
-def make_tiny_bot(**options: Any) -> TinyBot:
-    return TinyBot(**options)
+class ShardedTinyBot(TinyBot, commands.AutoShardedBot):
+    """The same bot as discord.py's AutoShardedBot: it asks GET /gateway/bot how many shards to
+    run (unless `shard_count`/`shard_ids` are given) and holds one gateway session per shard."""
+
+
+def make_tiny_bot(*, sharded: bool = False, **options: Any) -> TinyBot:
+    return ShardedTinyBot(**options) if sharded else TinyBot(**options)
 
 
 def _process_bot() -> TinyBot:

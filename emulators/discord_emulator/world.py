@@ -336,10 +336,13 @@ class World:
         *,
         members: tuple[str, ...] | None = None,
         system_channel: str | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> Guild:
         """A guild laid out like the default one; `members` limits which default members join,
-        `system_channel` names the channel set as its system channel (none by default)."""
-        guild = Guild(id=self.ids.next(), name=name, owner_id=self.owner.id)
+        `system_channel` names the channel set as its system channel (none by default), `shard`
+        = (shard id, shard count) picks an id that Discord routes to that shard."""
+        guild_id = self.ids.next() if shard is None else self.ids.next_on_shard(*shard)
+        guild = Guild(id=guild_id, name=name, owner_id=self.owner.id)
         guild.roles[guild.id] = Role(guild.id, guild.id, "@everyone", int(EVERYONE_DEFAULT), 0)
         by_name: dict[str, Role] = {}
         for position, (role_name, perms) in enumerate(DEFAULT_ROLES, start=1):

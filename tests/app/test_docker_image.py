@@ -83,8 +83,13 @@ def test_every_extension_is_a_module_in_the_image() -> None:
         assert top in _copied(), extension
 
 
-def _compose_settings() -> set[str]:
-    text = (ROOT / "docker-compose.yml").read_text()
+COMPOSE_FILES = sorted(path.name for path in ROOT.glob("docker-compose*.yml"))
+# The postgres image's own settings, set for its service and reused in the bot's URL.
+_POSTGRES_IMAGE_SETTINGS = {"POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD"}
+
+
+def _compose_settings(name: str = "docker-compose.yml") -> set[str]:
+    text = (ROOT / name).read_text()
     names: set[str] = set()
     in_environment = False
     for line in text.splitlines():
@@ -113,6 +118,15 @@ def test_compose_names_only_settings_that_exist() -> None:
     assert "DATABASE_PATH" in named  # the parser reads the file, or this test proves nothing
     unknown = sorted(named - known)
     assert not unknown, f"docker-compose.yml sets {unknown}, which the bot does not read"
+
+
+@pytest.mark.parametrize("name", [n for n in COMPOSE_FILES if n != "docker-compose.yml"])
+def test_every_compose_variant_names_only_settings_that_exist(name: str) -> None:
+    known = {setting.upper() for setting in Settings.model_fields} | _POSTGRES_IMAGE_SETTINGS
+    named = _compose_settings(name)
+    assert "DATABASE_URL" in named  # the parser reads the file, or this test proves nothing
+    unknown = sorted(named - known)
+    assert not unknown, f"{name} sets {unknown}, which the bot does not read"
 
 
 @pytest.mark.parametrize("line", ["CMD", "USER"])

@@ -12,7 +12,7 @@ from tests.harness.e2e import World
 
 
 async def test_a_heartbeat_records_its_send_time_as_it_goes_out(world: World) -> None:
-    ws = world.bot.ws
+    ws = world.bot._get_websocket(shard_id=0)  # the bot runs one shard here
     keep_alive = ws._keep_alive
     assert keep_alive is not None, "the bot has no heartbeat running"
     # What the keep-alive thread runs on the loop for each heartbeat: discord.py's own

@@ -159,13 +159,10 @@ async def test_the_new_lora_is_usable_in_edit_at_once(world: World) -> None:
     weights = trainer_jobs(world)[0].result_body["diffusers_lora_file"]["url"]
     ix = await world.edit(lora="water", prompt="make the sky purple")
     assert "is on its way" in await world.reply_text(ix)
-    # The edit may still be on its way to fal (through the fair queue) when the member reads
-    # the answer.
-    await world.fal.wait_until(
-        lambda: any(
-            job.body.get("prompt") == "make the sky purple" for job in world.fal.jobs.values()
-        )
-    )
+    # The member's edit is job 3 (the training was 1, its sample 2); it reaches fal after the
+    # reply, so wait for its result before reading what fal was sent.
+    edit = await world.job_in(3, "delivered")
+    assert edit.request.prompt == "make the sky purple"
     edits = [
         job for job in world.fal.jobs.values() if job.body.get("prompt") == "make the sky purple"
     ]

@@ -231,6 +231,12 @@ class KillSwitch:
     def disarm(self) -> None:
         self._armed = None
 
+    def detach(self) -> None:
+        """Stop watching (a switch per round: the old one must not keep counting)."""
+        self._armed = None
+        if self._check in self._watch.hooks:
+            self._watch.hooks.remove(self._check)
+
     @property
     def armed(self) -> Kill | None:
         return self._armed

@@ -14,12 +14,14 @@ import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from emulators.discord_emulator import DiscordEmulator
 from emulators.discord_emulator.messages import Message
 from emulators.fal_emulator.server import FalEmulator
 from storage import Storage
 from storage.models import REFUND_STATES, TERMINAL_STATES, JobState
+from tests.harness.storage_fixtures import query
 
 _TITLE = re.compile(r"^Edit #(\d+)$")
 FAILURE_MARKS = ("❌ Failed", "🚫 Cancelled", "⌛ Timed out")
@@ -36,6 +38,7 @@ class JobRow:
     result_message_id: int | None
     error: str | None
     ledger: str | None  # reserved, committed, refunded, or None when no row
+    guild_id: int = 0
 
 
 @dataclass
@@ -70,31 +73,39 @@ class Summary:
         return not (self.duplicates or self.lost or self.double_charges or self.problems)
 
 
+_JOBS_SQL = """SELECT j.id, j.user_id, j.state, j.images, j.request, j.status_message_id,
+                      j.result_message_id, j.error, l.state AS ledger, j.guild_id
+                 FROM jobs j LEFT JOIN quota_ledger l ON l.job_id = j.id ORDER BY j.id"""
+
+
+def _job_row(row: tuple[Any, ...]) -> JobRow:
+    (job_id, user_id, state, images, request, status_id, result_id, error, ledger, guild) = row
+    return JobRow(
+        id=job_id,
+        user_id=user_id,
+        state=JobState(state),
+        images=images,
+        prompt=json.loads(request)["prompt"],
+        status_message_id=status_id,
+        result_message_id=result_id,
+        error=error,
+        ledger=ledger,
+        guild_id=guild,
+    )
+
+
 def read_jobs(db_path: Path) -> list[JobRow]:
+    """The jobs of a SQLite file, read synchronously (for checks run inside emulator hooks)."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute(
-            """SELECT j.id, j.user_id, j.state, j.images, j.request, j.status_message_id,
-                      j.result_message_id, j.error, l.state AS ledger
-                 FROM jobs j LEFT JOIN quota_ledger l ON l.job_id = j.id ORDER BY j.id"""
-        ).fetchall()
+        return [_job_row(tuple(row)) for row in conn.execute(_JOBS_SQL).fetchall()]
     finally:
         conn.close()
-    return [
-        JobRow(
-            id=row["id"],
-            user_id=row["user_id"],
-            state=JobState(row["state"]),
-            images=row["images"],
-            prompt=json.loads(row["request"])["prompt"],
-            status_message_id=row["status_message_id"],
-            result_message_id=row["result_message_id"],
-            error=row["error"],
-            ledger=row["ledger"],
-        )
-        for row in rows
-    ]
+
+
+async def fetch_jobs(location: Path | str) -> list[JobRow]:
+    """The jobs of a SQLite file or a PostgreSQL database."""
+    return [_job_row(row) for row in await query(location, _JOBS_SQL)]
 
 
 def result_messages(emu: DiscordEmulator) -> dict[int, list[Message]]:
@@ -179,19 +190,20 @@ async def audit(
     scenario: str,
     emu: DiscordEmulator,
     fal: FalEmulator,
-    db_path: Path,
+    db_path: Path | str,
     *,
-    guild_id: int,
+    guild_id: int | None = None,
     window_seconds: int = 86_400,
     unknown_window: set[str] | None = None,
 ) -> Summary:
-    """Every job: final, told, delivered at most once, charged exactly for what was delivered."""
+    """Every job: final, told, delivered at most once, charged exactly for what was delivered.
+    `db_path` is the SQLite file or the PostgreSQL URL; `guild_id` limits it to one server."""
     summary = Summary(scenario)
-    jobs = read_jobs(db_path)
+    jobs = [j for j in await fetch_jobs(db_path) if guild_id is None or j.guild_id == guild_id]
     results = result_messages(emu)
     statuses = status_messages(emu)
     summary.jobs = len(jobs)
-    delivered_images: Counter[int] = Counter()
+    delivered_images: Counter[tuple[int, int]] = Counter()
     for job in jobs:
         posted = results.get(job.id, [])
         if len(posted) > 1:
@@ -207,7 +219,7 @@ async def audit(
                 summary.problems.append(f"job {job.id} delivered but no matching result message")
                 continue
             summary.delivered += 1
-            delivered_images[job.user_id] += len(posted[0].attachments)
+            delivered_images[job.guild_id, job.user_id] += len(posted[0].attachments)
             if job.ledger != "committed":
                 summary.problems.append(f"job {job.id} delivered with ledger {job.ledger}")
             continue
@@ -228,20 +240,20 @@ async def audit(
     # /quota's view: what each member is charged must equal what they received.
     storage = await Storage.open(db_path)
     try:
-        for user_id in sorted({job.user_id for job in jobs}):
-            usage = await storage.quotas.usage(guild_id, user_id, window_seconds)
+        for guild, user_id in sorted({(job.guild_id, job.user_id) for job in jobs}):
+            usage = await storage.quotas.usage(guild, user_id, window_seconds)
+            received = delivered_images[guild, user_id]
             if usage.in_flight:
                 summary.problems.append(f"member {user_id}: {usage.in_flight} still reserved")
-            extra = usage.images_used - delivered_images[user_id]
+            extra = usage.images_used - received
             if extra > 0:
                 summary.double_charges += extra
                 summary.problems.append(
-                    f"member {user_id}: charged {usage.images_used}, "
-                    f"received {delivered_images[user_id]}"
+                    f"member {user_id}: charged {usage.images_used}, received {received}"
                 )
             elif extra < 0:
                 summary.problems.append(
-                    f"member {user_id}: received {delivered_images[user_id]} images, "
+                    f"member {user_id}: received {received} images, "
                     f"charged only {usage.images_used}"
                 )
     finally:
