@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from jobs.context import JobContext
+from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -94,4 +95,7 @@ class Leases:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if release:
-            await self._ctx.storage.leases.release()
+            try:
+                await self._ctx.storage.leases.release()
+            except StorageError:  # the database is gone: the leases simply run out
+                log.warning("could not release job leases on stop", exc_info=True)

@@ -150,19 +150,22 @@ async def insert(
         "lora_ids": _dumps(new.lora_ids),
         "deadline_at": to_us(new.deadline_at),
         "now": to_us(now),
-        "lease_owner": None if lease is None else lease.owner,
-        "lease_until": None if lease is None else lease.until(now),
     }
+    # Without lease terms (tools, and tests of older schemas) the lease columns are left alone.
+    leased = ("", "")
+    if lease is not None:
+        params |= {"lease_owner": lease.owner, "lease_until": lease.until(now)}
+        leased = (", lease_owner, lease_expires_at", ", :lease_owner, :lease_until")
     try:
         row = await tx.fetchrow(
-            """INSERT INTO jobs (guild_id, channel_id, user_id, state, request, fal_input,
-                                 images, cost_micro_usd, parent_job_id,
-                                 request_message_id, seed, lora_ids, deadline_at,
-                                 created_at, updated_at, lease_owner, lease_expires_at)
-               VALUES (:guild_id, :channel_id, :user_id, 'admitted', :request, :fal_input,
-                       :images, :cost, :parent, :request_message_id, :seed, :lora_ids,
-                       :deadline_at, :now, :now, :lease_owner, :lease_until)
-               RETURNING *""",
+            f"""INSERT INTO jobs (guild_id, channel_id, user_id, state, request, fal_input,
+                                  images, cost_micro_usd, parent_job_id,
+                                  request_message_id, seed, lora_ids, deadline_at,
+                                  created_at, updated_at{leased[0]})
+                VALUES (:guild_id, :channel_id, :user_id, 'admitted', :request, :fal_input,
+                        :images, :cost, :parent, :request_message_id, :seed, :lora_ids,
+                        :deadline_at, :now, :now{leased[1]})
+                RETURNING *""",
             params,
         )
     except ConstraintError as error:
