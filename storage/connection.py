@@ -127,6 +127,10 @@ class Connection:
     async def open(cls, path: Path, *, busy_timeout: float, synchronous: Synchronous) -> Connection:
         # isolation_level=None: the sqlite3 module must not open transactions behind our back.
         aio = aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+        # A storage somebody forgot to close (a test that failed half-way, a tool) must not keep
+        # the interpreter from exiting: it would wait on this idle thread forever. SQLite keeps
+        # what was committed either way; a transaction cut off at exit rolls back.
+        aio._thread.daemon = True
         try:
             await aio
         except sqlite3.Error as error:

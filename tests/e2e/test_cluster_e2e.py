@@ -8,6 +8,7 @@ when it restarts; a process stopped with SIGTERM hands its jobs over at once.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -70,7 +71,10 @@ async def test_each_process_serves_its_servers_and_finishes_the_others_work(
     cluster: Cluster,
 ) -> None:
     guilds = cluster.add_guilds(per_shard=2)
-    await cluster.start_all()
+    # Both start at once, as a deployment does: the commands are synced once, not per process.
+    await asyncio.gather(cluster.start(0), cluster.start(1))
+    syncs = [event for event in cluster.emu.state.events if event.kind == "commands_synced"]
+    assert len(syncs) == 1
     by_guild = {guild.id: guild for guild in guilds}
 
     for n, guild in enumerate(guilds):

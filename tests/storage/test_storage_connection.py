@@ -4,6 +4,9 @@ writes."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +125,29 @@ async def test_a_transaction_that_waits_for_something_else_is_refused(storage: S
     with pytest.raises(SuspendedError, match="cannot wait for anything else"):
         await storage._conn.write(waits)
     assert await storage.settings.get_meta("waited") is None
+
+
+def test_a_storage_left_open_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    """A storage nobody closed (a test that failed half-way, a tool) still lets the process
+    exit: before, the interpreter waited forever on SQLite's idle worker thread."""
+    script = tmp_path / "left_open.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "from storage import Storage\n"
+        "KEPT = []\n"
+        "async def main():\n"
+        f"    KEPT.append(await Storage.open({str(tmp_path / 'bot.sqlite3')!r}))\n"
+        "asyncio.run(main())\n"
+        "print('done')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    finished = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "done"
