@@ -59,7 +59,6 @@ REFETCH_AFTER = 300.0
 # of at most 2048 × 2048 pixels; a PNG that does not compress at all holds 4 bytes a pixel
 # (RGBA) and a filter byte a row, and base64 adds a third: 4 × 2048 × (2048 × 4 + 1) × 4 / 3 ≈
 # 89.5 MB, with the JSON around it well under the 96 MiB allowed here.
-MAX_OUTPUT_IMAGES = 4
 MAX_DELIVERY_BYTES = 96 * 1024 * 1024
 
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{128}")
@@ -289,7 +288,6 @@ def _matches(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> 
 __all__ = [
     "FAL_JWKS_URL",
     "MAX_DELIVERY_BYTES",
-    "MAX_OUTPUT_IMAGES",
     "WebhookDelivery",
     "WebhookRejected",
     "WebhookVerifier",
