@@ -237,15 +237,16 @@ class FalEmulator:
         return f"http://{self._host}:{bound}"
 
     async def stop(self) -> None:
-        deliveries = list(self.webhook_tasks)
-        for task in deliveries:
-            task.cancel()
-        await asyncio.gather(*deliveries, return_exceptions=True)
         for job in self.jobs.values():
             if job.task is not None and not job.task.done():
                 job.task.cancel()
         tasks = [job.task for job in self.jobs.values() if job.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
+        # After the jobs: a job cancelled on the way out may still have scheduled a delivery.
+        deliveries = list(self.webhook_tasks)
+        for task in deliveries:
+            task.cancel()
+        await asyncio.gather(*deliveries, return_exceptions=True)
         for transport in list(self._streams):
             transport.close()
         for runner in self._runners:

@@ -151,6 +151,24 @@ async def test_a_runner_failure_is_delivered_with_fals_error_body(
     assert body["payload"]["error_type"] == "runner_disconnected"
 
 
+async def test_a_request_cancelled_in_the_queue_is_delivered_as_cancelled(
+    fal_emulator: FalEmulator, http: httpx.AsyncClient, webhook_receiver: WebhookReceiver
+) -> None:
+    fal_emulator.paused = True
+    request_id = await submit(http, fal_emulator, edit_body(), webhook_receiver.url)
+    cancelled = await http.put(
+        f"{fal_emulator.queue_url}/fal-ai/flux-2/requests/{request_id}/cancel",
+        headers={"Authorization": f"Key {fal_emulator.key}"},
+    )
+    assert cancelled.status_code == 202
+    [delivery] = await webhook_receiver.wait_for(1)
+
+    body = json.loads(delivery.body)
+    assert body["status"] == "ERROR" and body["error"] == "Invalid status code: 499"
+    assert body["payload"]["error_type"] == "client_cancelled"
+    assert not fal_emulator.jobs[request_id].ran
+
+
 async def test_a_submit_without_fal_webhook_delivers_nothing(
     fal_emulator: FalEmulator, http: httpx.AsyncClient, webhook_receiver: WebhookReceiver
 ) -> None:
