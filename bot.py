@@ -1,5 +1,6 @@
 """Entry point: `python bot.py` runs the bot, `python bot.py check` is the operator's
-pre-flight, `python bot.py --help` lists every setting.
+pre-flight, `python bot.py migrate-to-postgres --from PATH --to URL` copies a SQLite database
+into an empty PostgreSQL one, `python bot.py --help` lists every setting.
 
 The Bot loads one extension per feature (`cogs/`); its parts are built by `composition.py`.
 """
@@ -14,6 +15,7 @@ import logging
 import socket
 import ssl
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,6 +39,9 @@ from settings import (
     load_settings,
     settings_help,
 )
+from storage import StorageError
+from storage.postgres import redact
+from storage.transfer import copy_sqlite_to_postgres
 
 __all__ = [
     "FluxBot",
@@ -177,14 +182,26 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=("run", "check"),
+        choices=("run", "check", "migrate-to-postgres"),
         default="run",
-        help="run the bot (default), or check the settings, database and credentials",
+        help="run the bot (default), check the settings, database and credentials, or copy "
+        "a SQLite database into an empty PostgreSQL one",
     )
     parser.add_argument(
         "--offline", action="store_true", help="with check: skip the calls to Discord and fal"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--from", dest="source", type=Path, help="with migrate-to-postgres: the SQLite file"
+    )
+    parser.add_argument(
+        "--to",
+        dest="target",
+        help="with migrate-to-postgres: postgresql://user:password@host:port/db (empty)",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "migrate-to-postgres" and (args.source is None or not args.target):
+        parser.error("migrate-to-postgres needs --from PATH and --to URL")
+    return args
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -233,8 +250,12 @@ async def _check(settings: Settings, offline: bool) -> int:
     print("settings: OK")
     bot = create_bot(settings)
     async with bot:
-        await bot.prepare()
-        print(f"database: OK, {settings.database_path} at schema {bot.storage.schema_version}")
+        try:
+            await bot.prepare()
+        except StorageError as error:
+            print(f"database: FAILED, {error}")
+            return 1
+        print(f"database: OK, {bot.storage.describe()}")
         names = sorted(c.qualified_name for c in bot.tree.walk_commands())
         where = f"server {settings.dev_guild_id}" if settings.dev_guild_id else "every server"
         print(f"commands to sync to {where}: " + ", ".join(names))
@@ -274,6 +295,17 @@ async def _check(settings: Settings, offline: bool) -> int:
     return 1 if failures else 0
 
 
+async def _migrate(source: Path, target: str) -> int:
+    """Copy the SQLite file into the empty PostgreSQL database; one line per step."""
+    try:
+        await copy_sqlite_to_postgres(source, target, say=print)
+    except StorageError as error:
+        print(f"migration failed: {error}", file=sys.stderr)
+        return 1
+    print(f"done: {redact(target)} now holds everything; set DATABASE_URL to use it")
+    return 0
+
+
 async def _run(settings: Settings) -> None:
     bot = create_bot(settings)
     async with bot:  # closes the bot (and what setup_hook opened) on any exit
@@ -282,6 +314,9 @@ async def _run(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "migrate-to-postgres":
+        logging.basicConfig(level=logging.WARNING)
+        return asyncio.run(_migrate(args.source, args.target))
     try:
         settings = load_settings()
     except ValidationError as error:
@@ -298,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     except discord.LoginFailure:
         log.error("Discord rejected DISCORD_TOKEN; reset it at %s", DISCORD_PORTAL)
         return 2
+    except StorageError as error:
+        # One line: which database, what went wrong (never the password). Exit 1.
+        log.error("database: %s", error)
+        return 1
     except _NETWORK_ERRORS as error:
         where = _discord_url(settings)
         print(unreachable_line("Discord", where, "DISCORD_API_URL", error), file=sys.stderr)

@@ -55,7 +55,9 @@ async def build_parts(
 ) -> Parts:
     """Open the database (migrating it), make the fal client and wire the job service to the
     Discord publisher. No network call happens here."""
-    storage = await Storage.open(settings.database_path, job_model=AnyJob)
+    storage = await Storage.open(
+        settings.database_location(), pool_size=settings.database_pool_size, job_model=AnyJob
+    )
     try:
         fal = FalClient(
             settings.fal_url("fal_queue_url"),

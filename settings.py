@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     AnyHttpUrl,
@@ -42,6 +43,19 @@ class Settings(BaseSettings):
     database_path: Annotated[
         Path, Field(description="SQLite file for registry, quotas and jobs (back it up).")
     ] = Path("./data/bot.sqlite3")
+    database_url: Annotated[
+        SecretStr | None,
+        Field(
+            description=(
+                "Optional PostgreSQL server instead of the SQLite file: "
+                "postgresql://user:password@host:port/database (the password is never shown)."
+            )
+        ),
+    ] = None
+    database_pool_size: Annotated[
+        int,
+        Field(ge=1, le=100, description="Connections the bot may open to PostgreSQL at once."),
+    ] = 10
     fal_queue_url: Annotated[
         AnyHttpUrl, Field(description="fal queue API base URL, scheme included.")
     ] = AnyHttpUrl("https://queue.fal.run")
@@ -129,6 +143,16 @@ class Settings(BaseSettings):
             raise ValueError("must be the bot token, without spaces or a 'Bot ' prefix")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        problem = database_url_problem(value.get_secret_value().strip())
+        if problem:
+            raise ValueError(problem)
+        return SecretStr(value.get_secret_value().strip())
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -140,6 +164,30 @@ class Settings(BaseSettings):
     def fal_url(self, name: str) -> str:
         """A fal base URL as a string without a trailing slash."""
         return str(getattr(self, name)).rstrip("/")
+
+    def database_location(self) -> str | Path:
+        """Where storage lives: the PostgreSQL URL when DATABASE_URL is set, else the file."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self.database_path
+
+
+def database_url_problem(url: str) -> str | None:
+    """What is wrong with a DATABASE_URL, in words that never repeat it; None when usable."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "must start with postgresql:// (leave it empty to use the SQLite file)"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has a port that is not a number from 1 to 65535"
+    if port == 0:
+        return "has a port that is not a number from 1 to 65535"
+    if not parts.hostname and "host=" not in parts.query:
+        return "must name the server: postgresql://user:password@host:port/database"
+    if not parts.path.strip("/"):
+        return "must name the database: postgresql://user:password@host:port/database"
+    return None
 
 
 def describe_settings_error(error: ValidationError) -> list[str]:

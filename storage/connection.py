@@ -1,4 +1,4 @@
-"""One aiosqlite connection that runs each transaction whole on its own thread.
+"""SQLite: one aiosqlite connection that runs each transaction whole on its own thread.
 
 aiosqlite hands every call to a single worker thread that owns the sqlite3 connection, and
 coroutines sharing that connection interleave between calls. A transaction spelled as several
@@ -19,6 +19,9 @@ sees every earlier write of its batch, and learns its outcome only after the COM
 writer sends its batch of one itself, so it pays nothing extra; many concurrent writers share
 one round trip and one WAL append.
 
+A transaction is the same `async def work(tx)` the PostgreSQL backend awaits (storage/dialect.py);
+here `drive()` runs it to its end on the thread, where every await completes at once.
+
 aiosqlite has no public "run this callable on your thread" call; `Connection._execute` is
 what its own `backup()` uses. aiosqlite is pinned, and the tests exercise this path.
 """
@@ -36,18 +39,77 @@ from typing import Any, Literal, TypeVar, cast
 
 import aiosqlite
 
-from .errors import DatabaseError, StorageBusyError, StorageClosedError, StorageError
+from .dialect import Dialect, Params, Row, Work, drive
+from .errors import (
+    ConstraintError,
+    DatabaseError,
+    StorageBusyError,
+    StorageClosedError,
+    StorageError,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Work = Callable[[sqlite3.Connection], T]
+Raw = Callable[[sqlite3.Connection], T]
 Synchronous = Literal["NORMAL", "FULL"]
 _Outcome = tuple[bool, Any]  # (succeeded, result or exception)
 
 
+def _constraint_kind(error: sqlite3.IntegrityError) -> str:
+    text = str(error)
+    for marker, kind in (
+        ("UNIQUE", "unique"),
+        ("FOREIGN KEY", "foreign_key"),
+        ("CHECK", "check"),
+        ("NOT NULL", "not_null"),
+    ):
+        if marker in text:
+            return kind
+    return "other"
+
+
+class SqliteTx:
+    """A transaction on the connection's thread; its awaits complete at once (see `drive`)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def dialect(self) -> Dialect:
+        return "sqlite"
+
+    def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.IntegrityError as error:
+            raise ConstraintError(_constraint_kind(error), f"database error: {error}") from error
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        rows: list[Row] = self._run(sql, params).fetchall()
+        return rows
+
+    async def fetchrow(self, sql: str, params: Params = ()) -> Row | None:
+        row: Row | None = self._run(sql, params).fetchone()
+        return row
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        row = self._run(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return self._run(sql, params).rowcount
+
+    async def lock(self, *key: int | str) -> None:
+        """Nothing to do: a write transaction (BEGIN IMMEDIATE) already excludes every other."""
+
+
 class Connection:
-    """The single connection storage/ uses; see the module docstring for why it looks so."""
+    """The single SQLite connection storage/ uses; see the module docstring for why."""
+
+    dialect: Dialect = "sqlite"
 
     def __init__(self, aio: aiosqlite.Connection, path: Path, busy_timeout: float) -> None:
         self._aio = aio
@@ -80,13 +142,18 @@ class Connection:
             raise
         return conn
 
-    async def run(self, work: Work[T]) -> T:
-        """Run `work(conn)` on the connection's thread with nothing else in between."""
+    @property
+    def sqlite_version(self) -> str:
+        return sqlite3.sqlite_version
+
+    async def run(self, work: Raw[T]) -> T:
+        """Run `work(conn)` with the raw sqlite3 connection on its thread, nothing in between
+        and outside any transaction (opening, pragmas, tests)."""
         if self._closed:
             raise StorageClosedError("storage is closed")
         return await self._call(work)
 
-    async def _call(self, work: Work[T]) -> T:
+    async def _call(self, work: Raw[T]) -> T:
         try:
             result = await self._aio._execute(work, self._raw)  # type: ignore[no-untyped-call]
         except sqlite3.Error as error:
@@ -246,7 +313,7 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float) -> str:
 def _read(work: Work[T], conn: sqlite3.Connection) -> T:
     conn.execute("BEGIN")
     try:
-        return work(conn)
+        return drive(work(SqliteTx(conn)))
     finally:
         conn.rollback()  # nothing to keep; ends the snapshot
 
@@ -257,7 +324,7 @@ def _write_batch(works: Sequence[Work[Any]], conn: sqlite3.Connection) -> list[_
     try:
         if len(works) == 1:  # the common, uncontended case needs no savepoint
             try:
-                outcomes: list[_Outcome] = [(True, works[0](conn))]
+                outcomes: list[_Outcome] = [(True, drive(works[0](SqliteTx(conn))))]
             except Exception as error:
                 conn.rollback()
                 return [(False, error)]
@@ -273,7 +340,7 @@ def _write_batch(works: Sequence[Work[Any]], conn: sqlite3.Connection) -> list[_
 def _in_savepoint(work: Work[Any], conn: sqlite3.Connection) -> _Outcome:
     conn.execute("SAVEPOINT work")
     try:
-        result = work(conn)
+        result = drive(work(SqliteTx(conn)))
     except Exception as error:
         if not conn.in_transaction:
             raise  # SQLite aborted the whole transaction (disk full, I/O error): batch fails

@@ -32,7 +32,17 @@ class StorageBusyError(StorageError):
 
 
 class DatabaseError(StorageError):
-    """SQLite failed (disk full, I/O error, corrupt file…); the transaction was rolled back."""
+    """The database failed (disk full, I/O error, corrupt file, server unreachable…); the
+    transaction was rolled back."""
+
+
+class ConstraintError(DatabaseError):
+    """A statement broke a constraint: `kind` is "unique", "foreign_key", "check", "not_null"
+    or "other". Raised inside a transaction, which the backend then rolls back."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
 
 
 class NotFoundError(StorageError):

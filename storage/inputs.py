@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from .clock import from_us, to_us
-from .connection import Connection
+from .dialect import Database, Row, Tx
 from .models import StoredInput
 
 
-def _input(row: sqlite3.Row) -> StoredInput:
+def _input(row: Row) -> StoredInput:
     return StoredInput(
         sha256=row["sha256"],
         url=row["url"],
@@ -22,15 +20,12 @@ def _input(row: sqlite3.Row) -> StoredInput:
 
 
 class InputRepository:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self._conn = conn
 
     async def get(self, sha256: str) -> StoredInput | None:
-        def work(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            row: sqlite3.Row | None = conn.execute(
-                "SELECT * FROM inputs WHERE sha256 = ?", (sha256.lower(),)
-            ).fetchone()
-            return row
+        async def work(tx: Tx) -> Row | None:
+            return await tx.fetchrow("SELECT * FROM inputs WHERE sha256 = ?", (sha256.lower(),))
 
         row = await self._conn.read(work)
         return None if row is None else _input(row)
@@ -39,8 +34,8 @@ class InputRepository:
         """Remember where these bytes were re-hosted. Idempotent: the first record of a hash
         wins and is returned, so two tasks uploading the same image agree on one URL."""
 
-        def work(conn: sqlite3.Connection) -> sqlite3.Row:
-            conn.execute(
+        async def work(tx: Tx) -> Row:
+            await tx.execute(
                 """INSERT INTO inputs (sha256, url, content_type, byte_size, width, height,
                                        created_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -55,9 +50,8 @@ class InputRepository:
                     to_us(stored.created_at),
                 ),
             )
-            row: sqlite3.Row = conn.execute(
-                "SELECT * FROM inputs WHERE sha256 = ?", (stored.sha256,)
-            ).fetchone()
+            row = await tx.fetchrow("SELECT * FROM inputs WHERE sha256 = ?", (stored.sha256,))
+            assert row is not None  # inserted above, or by whoever was first
             return row
 
         return _input(await self._conn.write(work))

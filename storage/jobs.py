@@ -6,7 +6,6 @@ import builtins
 import functools
 import json
 import logging
-import sqlite3
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from datetime import datetime
@@ -16,8 +15,8 @@ from pydantic import BaseModel
 
 from . import quotas
 from .clock import from_micro_usd, from_us, opt_from_us, to_micro_usd, to_us, utc
-from .connection import Connection
-from .errors import IllegalTransition, JobNotFound
+from .dialect import Database, Row, Tx
+from .errors import ConstraintError, IllegalTransition, JobNotFound
 from .models import (
     ALLOWED_TRANSITIONS,
     REFUND_STATES,
@@ -77,7 +76,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False)
 
 
-def _job(row: sqlite3.Row, model: type[Job[RequestT, ResultT]]) -> Job[RequestT, ResultT]:
+def _job(row: Row, model: type[Job[RequestT, ResultT]]) -> Job[RequestT, ResultT]:
     result = row["result"]
     return model(
         id=row["id"],
@@ -111,22 +110,25 @@ def _job(row: sqlite3.Row, model: type[Job[RequestT, ResultT]]) -> Job[RequestT,
     )
 
 
-def _stored_equals(row: sqlite3.Row, column: str, value: Any) -> bool:
+def _stored_equals(row: Row, column: str, value: Any) -> bool:
     stored = row[column]
     if column in _JSON_FIELDS and stored is not None:
         stored = json.loads(stored)
     return bool(stored == _plain(value))
 
 
-def insert(
-    conn: sqlite3.Connection,
+async def insert(
+    tx: Tx,
     new: NewJob[Any],
     *,
     now: datetime,
+    budget: float | None = None,
     quota_images: int | None = None,
-) -> sqlite3.Row:
+) -> Row:
     """Write an admitted job and its quota reservation. Runs inside the write transaction of
-    an admission that has checked the limits (here, or for a group in sweeps.py).
+    an admission that has checked the limits (here, or for a group in sweeps.py), after the
+    member's lock; raises quotas.BudgetRaced when the month's spend passed `budget`
+    meanwhile (another process, on PostgreSQL).
     `quota_images`: what the reservation counts against the member (default: the job's)."""
     cost = to_micro_usd(new.cost_usd)
     params = {
@@ -145,7 +147,7 @@ def insert(
         "now": to_us(now),
     }
     try:
-        row: sqlite3.Row = conn.execute(
+        row = await tx.fetchrow(
             """INSERT INTO jobs (guild_id, channel_id, user_id, state, request, fal_input,
                                  images, cost_micro_usd, parent_job_id,
                                  request_message_id, seed, lora_ids, deadline_at,
@@ -155,19 +157,21 @@ def insert(
                        :deadline_at, :now, :now)
                RETURNING *""",
             params,
-        ).fetchone()
-    except sqlite3.IntegrityError as error:
-        if new.parent_job_id is not None and "FOREIGN KEY" in str(error):
+        )
+    except ConstraintError as error:
+        if new.parent_job_id is not None and error.kind == "foreign_key":
             raise JobNotFound(new.parent_job_id) from error
         raise
-    quotas.reserve(
-        conn,
+    assert row is not None  # INSERT … RETURNING returns the row
+    await quotas.reserve(
+        tx,
         guild_id=new.guild_id,
         user_id=new.user_id,
         job_id=row["id"],
         images=new.images if quota_images is None else quota_images,
         cost_micro_usd=cost,
         now=now,
+        budget=budget,
     )
     return row
 
@@ -176,7 +180,7 @@ class JobRepository(Generic[RequestT, ResultT]):
     """Jobs come back as `model`: the plain `Job` keeps payloads as JSON dicts; the bot passes
     `Job[ItsRequest, ItsResult]` so every job it reads is typed."""
 
-    def __init__(self, conn: Connection, model: type[Job[RequestT, ResultT]]) -> None:
+    def __init__(self, conn: Database, model: type[Job[RequestT, ResultT]]) -> None:
         self._conn = conn
         self._model = model
 
@@ -200,9 +204,12 @@ class JobRepository(Generic[RequestT, ResultT]):
         if charged < 0:
             raise ValueError("quota_images must not be negative")
 
-        def work(conn: sqlite3.Connection) -> sqlite3.Row | Refusal:
-            refusal = quotas.check_admission(
-                conn,
+        async def work(tx: Tx) -> Row | Refusal:
+            # The member's lock first: their window and jobs in flight cannot change until
+            # this commits (a no-op on SQLite, where write transactions take turns).
+            await tx.lock("quota", new.guild_id, new.user_id)
+            refusal = await quotas.check_admission(
+                tx,
                 guild_id=new.guild_id,
                 user_id=new.user_id,
                 images=charged,
@@ -213,9 +220,14 @@ class JobRepository(Generic[RequestT, ResultT]):
             )
             if refusal is not None:
                 return refusal
-            return insert(conn, new, now=moment, quota_images=charged)
+            return await insert(
+                tx, new, now=moment, budget=limits.monthly_budget_usd, quota_images=charged
+            )
 
-        outcome = await self._conn.write(work)
+        try:
+            outcome = await self._conn.write(work)
+        except quotas.BudgetRaced as raced:
+            outcome = raced.refusal
         if isinstance(outcome, Refusal):
             log.info(
                 "admission refused for user %d in guild %d: %s (%s of %s)",
@@ -260,10 +272,10 @@ class JobRepository(Generic[RequestT, ResultT]):
             )
         update = _update_sql(target, tuple(fields), sources) if sources else None
 
-        def work(conn: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
-            row = conn.execute(update, params).fetchone() if update else None
+        async def work(tx: Tx) -> tuple[Row, bool]:
+            row = await tx.fetchrow(update, params) if update else None
             if row is None:
-                current = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                current = await tx.fetchrow("SELECT * FROM jobs WHERE id = ?", (job_id,))
                 if current is None:
                     raise JobNotFound(job_id)
                 state = JobState(current["state"])
@@ -280,9 +292,9 @@ class JobRepository(Generic[RequestT, ResultT]):
                     )
                 raise IllegalTransition(job_id, state, target)
             if target is JobState.DELIVERED:
-                quotas.commit(conn, job_id=job_id, now=moment)
+                await quotas.commit(tx, job_id=job_id, now=moment)
             elif target in REFUND_STATES:
-                quotas.refund(conn, job_id=job_id, now=moment)
+                await quotas.refund(tx, job_id=job_id, now=moment)
             return row, True
 
         row, changed = await self._conn.write(work)
@@ -297,11 +309,11 @@ class JobRepository(Generic[RequestT, ResultT]):
         """Record the message that shows the job's progress (any state)."""
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> sqlite3.Row:
-            row: sqlite3.Row | None = conn.execute(
+        async def work(tx: Tx) -> Row:
+            row = await tx.fetchrow(
                 "UPDATE jobs SET status_message_id = ?, updated_at = ? WHERE id = ? RETURNING *",
                 (message_id, stamp, job_id),
-            ).fetchone()
+            )
             if row is None:
                 raise JobNotFound(job_id)
             return row
@@ -311,12 +323,14 @@ class JobRepository(Generic[RequestT, ResultT]):
     async def mark_announced(self, job_id: int, *, now: datetime | None = None) -> None:
         """The job's final state has been shown to the member; recovery leaves it alone."""
         stamp = to_us(utc(now))
-        await self._conn.write(
-            lambda conn: conn.execute(
+
+        async def work(tx: Tx) -> None:
+            await tx.execute(
                 "UPDATE jobs SET announced_at = ? WHERE id = ? AND announced_at IS NULL",
                 (stamp, job_id),
             )
-        )
+
+        await self._conn.write(work)
 
     async def unannounced(self) -> builtins.list[Job[RequestT, ResultT]]:
         """Finished jobs whose final state was never shown (the process died in between)."""
@@ -375,7 +389,7 @@ class JobRepository(Generic[RequestT, ResultT]):
     async def _select(
         self, sql: str, args: tuple[Any, ...]
     ) -> builtins.list[Job[RequestT, ResultT]]:
-        def work(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
-            return conn.execute(sql, args).fetchall()
+        async def work(tx: Tx) -> builtins.list[Row]:
+            return await tx.fetch(sql, args)
 
         return [_job(row, self._model) for row in await self._conn.read(work)]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Unpack
 
 from .clock import from_us, to_us, utc
-from .connection import Connection
+from .dialect import Database, Row, Tx
 from .errors import DuplicateName, LoraLimitReached, LoraNotFound
 from .models import Lora, LoraAction, LoraChange, LoraEdit, LoraFields
 
@@ -27,7 +26,7 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _lora(row: sqlite3.Row) -> Lora:
+def _lora(row: Row) -> Lora:
     return Lora(
         id=row["id"],
         guild_id=row["guild_id"],
@@ -46,7 +45,7 @@ def _lora(row: sqlite3.Row) -> Lora:
     )
 
 
-def _change(row: sqlite3.Row) -> LoraChange:
+def _change(row: Row) -> LoraChange:
     return LoraChange(
         lora_id=row["lora_id"],
         guild_id=row["guild_id"],
@@ -58,7 +57,7 @@ def _change(row: sqlite3.Row) -> LoraChange:
     )
 
 
-def _fields(row: sqlite3.Row) -> LoraFields:
+def _fields(row: Row) -> LoraFields:
     return LoraFields(
         name=row["name"],
         path=row["path"],
@@ -69,16 +68,16 @@ def _fields(row: sqlite3.Row) -> LoraFields:
     )
 
 
-def _record(
-    conn: sqlite3.Connection,
-    row: sqlite3.Row,
+async def _record(
+    tx: Tx,
+    row: Row,
     *,
     actor_id: int,
     action: LoraAction,
     details: dict[str, Any],
     at: int,
 ) -> None:
-    conn.execute(
+    await tx.execute(
         """INSERT INTO lora_changes
                (lora_id, guild_id, lora_name, name_key, actor_id, action, details, at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -95,18 +94,111 @@ def _record(
     )
 
 
-def _find(conn: sqlite3.Connection, guild_id: int, name: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
+async def _find(tx: Tx, guild_id: int, name: str) -> Row | None:
+    return await tx.fetchrow(
         "SELECT * FROM loras WHERE guild_id = ? AND name_key = ?", (guild_id, name_key(name))
-    ).fetchone()
-    return row
+    )
 
 
-def _require(conn: sqlite3.Connection, guild_id: int, name: str) -> sqlite3.Row:
-    row = _find(conn, guild_id, name)
+async def _require(tx: Tx, guild_id: int, name: str) -> Row:
+    row = await _find(tx, guild_id, name)
     if row is None:
         raise LoraNotFound(guild_id, name)
     return row
+
+
+async def insert_lora(
+    tx: Tx,
+    guild_id: int,
+    fields: LoraFields,
+    *,
+    actor_id: int,
+    at: int,
+    max_per_guild: int | None,
+    noted: dict[str, Any] | None = None,
+) -> Row:
+    """Register a new LoRA and its "add" history entry (with `noted` added to the details).
+    The caller holds the server's registry lock. Raises DuplicateName or LoraLimitReached."""
+    existing = await _find(tx, guild_id, fields.name)
+    if existing is not None:
+        raise DuplicateName(guild_id, fields.name, existing["name"])
+    if max_per_guild is not None:
+        count = await tx.fetchval("SELECT COUNT(*) FROM loras WHERE guild_id = ?", (guild_id,))
+        if count >= max_per_guild:
+            raise LoraLimitReached(guild_id, max_per_guild)
+    row = await tx.fetchrow(
+        """INSERT INTO loras (guild_id, name, name_key, path, default_scale, trigger_words,
+                              description, description_key, nsfw, created_by, created_at,
+                              updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           RETURNING *""",
+        (
+            guild_id,
+            fields.name,
+            name_key(fields.name),
+            fields.path,
+            fields.default_scale,
+            json.dumps(fields.trigger_words, ensure_ascii=False),
+            fields.description,
+            fields.description.casefold(),
+            int(fields.nsfw),
+            actor_id,
+            at,
+            at,
+        ),
+    )
+    assert row is not None  # INSERT … RETURNING returns the row
+    details = {**fields.model_dump(exclude={"name"}), **(noted or {})}
+    await _record(tx, row, actor_id=actor_id, action="add", details=details, at=at)
+    return row
+
+
+async def change_lora(
+    tx: Tx,
+    row: Row,
+    after: LoraFields,
+    *,
+    actor_id: int,
+    at: int,
+    noted: dict[str, Any] | None = None,
+) -> Row:
+    """Give a registered LoRA the fields `after`: a new version with an "edit" history entry
+    of what differs (plus `noted`). Nothing differing and nothing noted changes nothing.
+    The caller holds the server's registry lock. Raises DuplicateName on a rename clash."""
+    old, new = _fields(row).model_dump(), after.model_dump()
+    diff: dict[str, Any] = {
+        key: {"old": old[key], "new": new[key]} for key in new if new[key] != old[key]
+    }
+    if not diff and not noted:
+        return row
+    if name_key(after.name) != row["name_key"]:
+        clash = await _find(tx, row["guild_id"], after.name)
+        if clash is not None:
+            raise DuplicateName(row["guild_id"], after.name, clash["name"])
+    updated = await tx.fetchrow(
+        """UPDATE loras
+              SET name = ?, name_key = ?, path = ?, default_scale = ?, trigger_words = ?,
+                  description = ?, description_key = ?, nsfw = ?,
+                  version = version + 1, updated_at = ?
+            WHERE id = ?
+        RETURNING *""",
+        (
+            after.name,
+            name_key(after.name),
+            after.path,
+            after.default_scale,
+            json.dumps(after.trigger_words, ensure_ascii=False),
+            after.description,
+            after.description.casefold(),
+            int(after.nsfw),
+            at,
+            row["id"],
+        ),
+    )
+    assert updated is not None
+    diff.update(noted or {})
+    await _record(tx, updated, actor_id=actor_id, action="edit", details=diff, at=at)
+    return updated
 
 
 def _filters(*, include_disabled: bool, include_nsfw: bool) -> str:
@@ -119,7 +211,7 @@ def _filters(*, include_disabled: bool, include_nsfw: bool) -> str:
 
 
 class LoraRepository:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self._conn = conn
 
     async def add(
@@ -147,40 +239,13 @@ class LoraRepository:
         )
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> sqlite3.Row:
-            existing = _find(conn, guild_id, fields.name)
-            if existing is not None:
-                raise DuplicateName(guild_id, fields.name, existing["name"])
-            if max_per_guild is not None:
-                (count,) = conn.execute(
-                    "SELECT COUNT(*) FROM loras WHERE guild_id = ?", (guild_id,)
-                ).fetchone()
-                if count >= max_per_guild:
-                    raise LoraLimitReached(guild_id, max_per_guild)
-            row: sqlite3.Row = conn.execute(
-                """INSERT INTO loras (guild_id, name, name_key, path, default_scale,
-                                      trigger_words, description, description_key, nsfw,
-                                      created_by, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   RETURNING *""",
-                (
-                    guild_id,
-                    fields.name,
-                    name_key(fields.name),
-                    fields.path,
-                    fields.default_scale,
-                    json.dumps(fields.trigger_words, ensure_ascii=False),
-                    fields.description,
-                    fields.description.casefold(),
-                    int(fields.nsfw),
-                    actor_id,
-                    stamp,
-                    stamp,
-                ),
-            ).fetchone()
-            details = fields.model_dump(exclude={"name"})
-            _record(conn, row, actor_id=actor_id, action="add", details=details, at=stamp)
-            return row
+        async def work(tx: Tx) -> Row:
+            # One registry change per server at a time: the name check and the count below
+            # stay true until the commit (a no-op on SQLite, where writers take turns).
+            await tx.lock("loras", guild_id)
+            return await insert_lora(
+                tx, guild_id, fields, actor_id=actor_id, at=stamp, max_per_guild=max_per_guild
+            )
 
         lora = _lora(await self._conn.write(work))
         log.info("guild %d: LoRA %r added by %d", guild_id, lora.name, actor_id)
@@ -200,40 +265,11 @@ class LoraRepository:
         when anything actually differs; an update that changes nothing returns the LoRA as is."""
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> sqlite3.Row:
-            row = _require(conn, guild_id, name)
-            before = _fields(row)
-            after = LoraFields.model_validate({**before.model_dump(), **changes})
-            old, new = before.model_dump(), after.model_dump()
-            diff = {key: {"old": old[key], "new": new[key]} for key in new if new[key] != old[key]}
-            if not diff:
-                return row
-            if name_key(after.name) != row["name_key"]:
-                clash = _find(conn, guild_id, after.name)
-                if clash is not None:
-                    raise DuplicateName(guild_id, after.name, clash["name"])
-            updated: sqlite3.Row = conn.execute(
-                """UPDATE loras
-                      SET name = ?, name_key = ?, path = ?, default_scale = ?, trigger_words = ?,
-                          description = ?, description_key = ?, nsfw = ?,
-                          version = version + 1, updated_at = ?
-                    WHERE id = ?
-                RETURNING *""",
-                (
-                    after.name,
-                    name_key(after.name),
-                    after.path,
-                    after.default_scale,
-                    json.dumps(after.trigger_words, ensure_ascii=False),
-                    after.description,
-                    after.description.casefold(),
-                    int(after.nsfw),
-                    stamp,
-                    row["id"],
-                ),
-            ).fetchone()
-            _record(conn, updated, actor_id=actor_id, action="edit", details=diff, at=stamp)
-            return updated
+        async def work(tx: Tx) -> Row:
+            await tx.lock("loras", guild_id)
+            row = await _require(tx, guild_id, name)
+            after = LoraFields.model_validate({**_fields(row).model_dump(), **changes})
+            return await change_lora(tx, row, after, actor_id=actor_id, at=stamp)
 
         return _lora(await self._conn.write(work))
 
@@ -250,16 +286,18 @@ class LoraRepository:
         the LoRA itself is the same, only whether members may use it."""
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> sqlite3.Row:
-            row = _require(conn, guild_id, name)
+        async def work(tx: Tx) -> Row:
+            await tx.lock("loras", guild_id)
+            row = await _require(tx, guild_id, name)
             if bool(row["enabled"]) == enabled:
                 return row
-            updated: sqlite3.Row = conn.execute(
+            updated = await tx.fetchrow(
                 "UPDATE loras SET enabled = ?, updated_at = ? WHERE id = ? RETURNING *",
                 (int(enabled), stamp, row["id"]),
-            ).fetchone()
+            )
+            assert updated is not None
             action: LoraAction = "enable" if enabled else "disable"
-            _record(conn, updated, actor_id=actor_id, action=action, details={}, at=stamp)
+            await _record(tx, updated, actor_id=actor_id, action=action, details={}, at=stamp)
             return updated
 
         return _lora(await self._conn.write(work))
@@ -270,11 +308,12 @@ class LoraRepository:
         """Delete the LoRA; its history stays. Returns what was removed."""
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> sqlite3.Row:
-            row = _require(conn, guild_id, name)
-            conn.execute("DELETE FROM loras WHERE id = ?", (row["id"],))
+        async def work(tx: Tx) -> Row:
+            await tx.lock("loras", guild_id)
+            row = await _require(tx, guild_id, name)
+            await tx.execute("DELETE FROM loras WHERE id = ?", (row["id"],))
             details = {"path": row["path"], "version": row["version"], "uses": row["uses"]}
-            _record(conn, row, actor_id=actor_id, action="remove", details=details, at=stamp)
+            await _record(tx, row, actor_id=actor_id, action="remove", details=details, at=stamp)
             return row
 
         lora = _lora(await self._conn.write(work))
@@ -283,7 +322,7 @@ class LoraRepository:
 
     async def get(self, guild_id: int, name: str) -> Lora | None:
         """The LoRA with this name on the server, ignoring case."""
-        row = await self._conn.read(lambda conn: _find(conn, guild_id, name))
+        row = await self._conn.read(lambda tx: _find(tx, guild_id, name))
         return None if row is None else _lora(row)
 
     async def get_by_id(self, lora_id: int) -> Lora | None:
@@ -347,23 +386,23 @@ class LoraRepository:
         """Every change of the LoRA now called `name`, or else of the last one removed under
         that name; oldest first."""
 
-        def work(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
-            row = _find(conn, guild_id, name)
+        async def work(tx: Tx) -> builtins.list[Row]:
+            row = await _find(tx, guild_id, name)
             if row is not None:
                 lora_id = row["id"]
             else:
-                last = conn.execute(
+                last = await tx.fetchval(
                     """SELECT lora_id FROM lora_changes WHERE guild_id = ? AND name_key = ?
                         ORDER BY id DESC LIMIT 1""",
                     (guild_id, name_key(name)),
-                ).fetchone()
+                )
                 if last is None:
                     return []
-                lora_id = last["lora_id"]
-            return conn.execute(
+                lora_id = last
+            return await tx.fetch(
                 "SELECT * FROM lora_changes WHERE guild_id = ? AND lora_id = ? ORDER BY id",
                 (guild_id, lora_id),
-            ).fetchall()
+            )
 
         return [_change(row) for row in await self._conn.read(work)]
 
@@ -374,15 +413,13 @@ class LoraRepository:
             return
         marks = ", ".join("?" * len(ids))
 
-        def work(conn: sqlite3.Connection) -> None:
-            conn.execute(f"UPDATE loras SET uses = uses + 1 WHERE id IN ({marks})", ids)
+        async def work(tx: Tx) -> None:
+            await tx.execute(f"UPDATE loras SET uses = uses + 1 WHERE id IN ({marks})", ids)
 
         await self._conn.write(work)
 
-    async def _rows(
-        self, sql: str, args: tuple[Any, ...] | dict[str, Any]
-    ) -> builtins.list[sqlite3.Row]:
-        def work(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
-            return conn.execute(sql, args).fetchall()
+    async def _rows(self, sql: str, args: tuple[Any, ...] | dict[str, Any]) -> builtins.list[Row]:
+        async def work(tx: Tx) -> builtins.list[Row]:
+            return await tx.fetch(sql, args)
 
         return await self._conn.read(work)

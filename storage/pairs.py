@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import builtins
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from .clock import from_us, to_us, utc
-from .connection import Connection
+from .dialect import Database, Row, Tx
 from .models import TrainingPair
 
 
-def _pair(row: sqlite3.Row) -> TrainingPair:
+def _pair(row: Row) -> TrainingPair:
     return TrainingPair(
         id=row["id"],
         guild_id=row["guild_id"],
@@ -27,7 +26,7 @@ def _pair(row: sqlite3.Row) -> TrainingPair:
 
 
 class PairRepository:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self._conn = conn
 
     async def add(
@@ -45,13 +44,15 @@ class PairRepository:
         holds `max_pairs` (checked in the same transaction)."""
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> tuple[sqlite3.Row, int] | None:
-            (count,) = conn.execute(
+        async def work(tx: Tx) -> tuple[Row, int] | None:
+            # The count holds until the commit, in any number of processes.
+            await tx.lock("pairs", guild_id)
+            count = await tx.fetchval(
                 "SELECT COUNT(*) FROM training_pairs WHERE guild_id = ?", (guild_id,)
-            ).fetchone()
+            )
             if max_pairs is not None and count >= max_pairs:
                 return None
-            row: sqlite3.Row = conn.execute(
+            row = await tx.fetchrow(
                 """INSERT INTO training_pairs (guild_id, inputs, expected, instruction,
                                                added_by, created_at)
                    VALUES (?, ?, ?, ?, ?, ?) RETURNING *""",
@@ -63,7 +64,8 @@ class PairRepository:
                     added_by,
                     stamp,
                 ),
-            ).fetchone()
+            )
+            assert row is not None  # INSERT … RETURNING returns the row
             return row, int(count) + 1
 
         outcome = await self._conn.write(work)
@@ -73,21 +75,24 @@ class PairRepository:
         self, guild_id: int, *, offset: int = 0, limit: int | None = None
     ) -> builtins.list[TrainingPair]:
         """The set in the order pairs were added (position 1 first)."""
+        # LIMIT ALL is PostgreSQL's; a bound past any set's size reads the same on both.
+        bound = 2**62 if limit is None else limit
 
-        def work(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
-            return conn.execute(
+        async def work(tx: Tx) -> builtins.list[Row]:
+            return await tx.fetch(
                 "SELECT * FROM training_pairs WHERE guild_id = ? ORDER BY id LIMIT ? OFFSET ?",
-                (guild_id, -1 if limit is None else limit, offset),
-            ).fetchall()
+                (guild_id, bound, offset),
+            )
 
         return [_pair(row) for row in await self._conn.read(work)]
 
     async def count(self, guild_id: int) -> int:
-        def work(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT COUNT(*) FROM training_pairs WHERE guild_id = ?", (guild_id,)
-            ).fetchone()
-            return int(row[0])
+        async def work(tx: Tx) -> int:
+            return int(
+                await tx.fetchval(
+                    "SELECT COUNT(*) FROM training_pairs WHERE guild_id = ?", (guild_id,)
+                )
+            )
 
         return await self._conn.read(work)
 
@@ -96,13 +101,14 @@ class PairRepository:
         if position < 1:
             return None
 
-        def work(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            row: sqlite3.Row | None = conn.execute(
+        async def work(tx: Tx) -> Row | None:
+            await tx.lock("pairs", guild_id)  # positions stay put until the commit
+            row = await tx.fetchrow(
                 "SELECT * FROM training_pairs WHERE guild_id = ? ORDER BY id LIMIT 1 OFFSET ?",
                 (guild_id, position - 1),
-            ).fetchone()
+            )
             if row is not None:
-                conn.execute("DELETE FROM training_pairs WHERE id = ?", (row["id"],))
+                await tx.execute("DELETE FROM training_pairs WHERE id = ?", (row["id"],))
             return row
 
         row = await self._conn.write(work)
@@ -111,9 +117,8 @@ class PairRepository:
     async def clear(self, guild_id: int) -> int:
         """Empty the server's set; returns how many pairs it held."""
 
-        def work(conn: sqlite3.Connection) -> int:
-            return conn.execute(
-                "DELETE FROM training_pairs WHERE guild_id = ?", (guild_id,)
-            ).rowcount
+        async def work(tx: Tx) -> int:
+            await tx.lock("pairs", guild_id)
+            return await tx.execute("DELETE FROM training_pairs WHERE guild_id = ?", (guild_id,))
 
         return await self._conn.write(work)

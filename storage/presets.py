@@ -5,14 +5,13 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-import sqlite3
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from .clock import from_us, to_us, utc
-from .connection import Connection
+from .dialect import Database, Row, Tx
 from .errors import StorageError
 from .loras import _like_escape, name_key
 from .models import UtcDatetime
@@ -54,7 +53,7 @@ class PresetLimitReached(StorageError):
         super().__init__(f"this server already has {limit} presets")
 
 
-def _preset(row: sqlite3.Row) -> Preset:
+def _preset(row: Row) -> Preset:
     return Preset(
         id=row["id"],
         guild_id=row["guild_id"],
@@ -66,11 +65,10 @@ def _preset(row: sqlite3.Row) -> Preset:
     )
 
 
-def _find(conn: sqlite3.Connection, guild_id: int, name: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
+async def _find(tx: Tx, guild_id: int, name: str) -> Row | None:
+    return await tx.fetchrow(
         "SELECT * FROM presets WHERE guild_id = ? AND name_key = ?", (guild_id, name_key(name))
-    ).fetchone()
-    return row
+    )
 
 
 def _dumps(recipe: dict[str, Any]) -> str:
@@ -78,7 +76,7 @@ def _dumps(recipe: dict[str, Any]) -> str:
 
 
 class PresetRepository:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self._conn = conn
 
     async def add(
@@ -95,22 +93,24 @@ class PresetRepository:
         stamp = to_us(utc(now))
         name = name.strip()
 
-        def work(conn: sqlite3.Connection) -> sqlite3.Row:
-            existing = _find(conn, guild_id, name)
+        async def work(tx: Tx) -> Row:
+            await tx.lock("presets", guild_id)  # the name check and the count hold to the end
+            existing = await _find(tx, guild_id, name)
             if existing is not None:
                 raise DuplicatePreset(guild_id, name, existing["name"])
             if max_per_guild is not None:
-                (count,) = conn.execute(
+                count = await tx.fetchval(
                     "SELECT COUNT(*) FROM presets WHERE guild_id = ?", (guild_id,)
-                ).fetchone()
+                )
                 if count >= max_per_guild:
                     raise PresetLimitReached(guild_id, max_per_guild)
-            row: sqlite3.Row = conn.execute(
+            row = await tx.fetchrow(
                 """INSERT INTO presets (guild_id, name, name_key, recipe, created_by,
                                         created_at, updated_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *""",
                 (guild_id, name, name_key(name), _dumps(recipe), actor_id, stamp, stamp),
-            ).fetchone()
+            )
+            assert row is not None  # INSERT … RETURNING returns the row
             return row
 
         preset = _preset(await self._conn.write(work))
@@ -129,30 +129,33 @@ class PresetRepository:
         """Replace the recipe (and rename): raises PresetNotFound or DuplicatePreset."""
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> sqlite3.Row:
-            row = _find(conn, guild_id, name)
+        async def work(tx: Tx) -> Row:
+            await tx.lock("presets", guild_id)
+            row = await _find(tx, guild_id, name)
             if row is None:
                 raise PresetNotFound(guild_id, name)
             renamed = (new_name or row["name"]).strip()
             if name_key(renamed) != row["name_key"]:
-                clash = _find(conn, guild_id, renamed)
+                clash = await _find(tx, guild_id, renamed)
                 if clash is not None:
                     raise DuplicatePreset(guild_id, renamed, clash["name"])
-            updated: sqlite3.Row = conn.execute(
+            updated = await tx.fetchrow(
                 """UPDATE presets SET name = ?, name_key = ?, recipe = ?, updated_at = ?
                     WHERE id = ? RETURNING *""",
                 (renamed, name_key(renamed), _dumps(recipe), stamp, row["id"]),
-            ).fetchone()
+            )
+            assert updated is not None
             return updated
 
         return _preset(await self._conn.write(work))
 
     async def remove(self, guild_id: int, name: str) -> Preset:
-        def work(conn: sqlite3.Connection) -> sqlite3.Row:
-            row = _find(conn, guild_id, name)
+        async def work(tx: Tx) -> Row:
+            await tx.lock("presets", guild_id)
+            row = await _find(tx, guild_id, name)
             if row is None:
                 raise PresetNotFound(guild_id, name)
-            conn.execute("DELETE FROM presets WHERE id = ?", (row["id"],))
+            await tx.execute("DELETE FROM presets WHERE id = ?", (row["id"],))
             return row
 
         preset = _preset(await self._conn.write(work))
@@ -160,17 +163,17 @@ class PresetRepository:
         return preset
 
     async def get(self, guild_id: int, name: str) -> Preset | None:
-        row = await self._conn.read(lambda conn: _find(conn, guild_id, name))
+        row = await self._conn.read(lambda tx: _find(tx, guild_id, name))
         return None if row is None else _preset(row)
 
     async def list(self, guild_id: int, *, limit: int = 100) -> builtins.list[Preset]:
         """The server's presets in name order."""
 
-        def work(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
-            return conn.execute(
+        async def work(tx: Tx) -> builtins.list[Row]:
+            return await tx.fetch(
                 "SELECT * FROM presets WHERE guild_id = ? ORDER BY name_key LIMIT ?",
                 (guild_id, limit),
-            ).fetchall()
+            )
 
         return [_preset(row) for row in await self._conn.read(work)]
 
@@ -178,14 +181,14 @@ class PresetRepository:
         """Autocomplete: names starting with `query` first, then names containing it."""
         needle = _like_escape(name_key(query))
 
-        def work(conn: sqlite3.Connection) -> builtins.list[sqlite3.Row]:
-            return conn.execute(
+        async def work(tx: Tx) -> builtins.list[Row]:
+            return await tx.fetch(
                 """SELECT * FROM presets
                     WHERE guild_id = :guild AND name_key LIKE :infix ESCAPE '\\'
                     ORDER BY CASE WHEN name_key LIKE :prefix ESCAPE '\\' THEN 0 ELSE 1 END,
                              name_key
                     LIMIT :limit""",
                 {"guild": guild_id, "prefix": needle + "%", "infix": f"%{needle}%", "limit": limit},
-            ).fetchall()
+            )
 
         return [_preset(row) for row in await self._conn.read(work)]

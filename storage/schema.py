@@ -1,9 +1,11 @@
 """Numbered SQL migrations: load them, refuse a newer database, apply what is missing.
 
-Files are `storage/migrations/NNNN_name.sql`, numbered 1, 2, 3… without gaps. Each applies in
-its own BEGIN IMMEDIATE transaction together with its row in `schema_migrations`, so a failing
-migration leaves the database at the previous version, and two processes starting at once
-apply each migration exactly once (the second waits, re-reads the version, skips).
+Files are `storage/migrations/<dialect>/NNNN_name.sql` (dialect `sqlite` or `postgres`),
+numbered 1, 2, 3… without gaps, the same numbers and names in both folders: one schema version
+means the same tables on either backend. Each applies in its own write transaction together
+with its row in `schema_migrations`, so a failing migration leaves the database at the previous
+version, and two processes starting at once apply each migration exactly once (the second
+waits for the first's lock, re-reads the version, skips).
 """
 
 from __future__ import annotations
@@ -18,17 +20,19 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from .clock import to_us, utc
-from .errors import MigrationError, SchemaTooNewError
+from .dialect import Dialect, Tx
+from .errors import MigrationError, SchemaTooNewError, StorageError
 
 log = logging.getLogger(__name__)
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
+# The table existing SQLite files have; PostgreSQL's INTEGER is 32 bits, hence BIGINT there.
 _BOOTSTRAP = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INTEGER PRIMARY KEY,
     name       TEXT    NOT NULL,
-    applied_at INTEGER NOT NULL
+    applied_at {time} NOT NULL
 )
 """
 
@@ -62,12 +66,14 @@ def _strip_comments(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.strip().startswith("--"))
 
 
-def load_migrations(directory: Traversable | Path | None = None) -> tuple[Migration, ...]:
+def load_migrations(
+    directory: Traversable | Path | None = None, *, dialect: Dialect = "sqlite"
+) -> tuple[Migration, ...]:
     """Read every migration file, in version order, and check the numbering has no gap."""
     folder = (
         directory
         if directory is not None
-        else resources.files(__package__ or "storage") / "migrations"
+        else resources.files(__package__ or "storage") / "migrations" / dialect
     )
     found: dict[int, Migration] = {}
     for entry in folder.iterdir():
@@ -93,15 +99,17 @@ def latest_version(migrations: Sequence[Migration]) -> int:
     return migrations[-1].version if migrations else 0
 
 
-def read_version(conn: sqlite3.Connection) -> int:
-    """The schema version recorded in the database; 0 for a new, empty file."""
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-    ).fetchone()
-    if exists is None:
+async def read_version(tx: Tx) -> int:
+    """The schema version recorded in the database; 0 for a new, empty one."""
+    if tx.dialect == "sqlite":
+        exists = await tx.fetchval(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        )
+    else:
+        exists = await tx.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
         return 0
-    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-    return int(row[0] or 0)
+    return int(await tx.fetchval("SELECT MAX(version) FROM schema_migrations") or 0)
 
 
 def check_not_too_new(database_version: int, migrations: Sequence[Migration]) -> None:
@@ -110,13 +118,13 @@ def check_not_too_new(database_version: int, migrations: Sequence[Migration]) ->
         raise SchemaTooNewError(database_version, code_version)
 
 
-def apply_step(
-    migration: Migration, migrations: Sequence[Migration], conn: sqlite3.Connection
-) -> bool:
-    """Apply `migration` unless already there; runs inside BEGIN IMMEDIATE, so the version
-    read here cannot change before the commit. False when another process got there first."""
-    conn.execute(_BOOTSTRAP)
-    version = read_version(conn)
+async def apply_step(migration: Migration, migrations: Sequence[Migration], tx: Tx) -> bool:
+    """Apply `migration` unless already there; runs inside a write transaction that holds the
+    migration lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so the version read
+    here cannot change before the commit. False when another process got there first."""
+    await tx.lock("schema_migrations")
+    await tx.execute(_BOOTSTRAP.format(time="INTEGER" if tx.dialect == "sqlite" else "BIGINT"))
+    version = await read_version(tx)
     check_not_too_new(version, migrations)  # a newer bot may have upgraded it meanwhile
     if version >= migration.version:
         return False
@@ -126,17 +134,24 @@ def apply_step(
         )
     for statement in migration.statements:
         try:
-            conn.execute(statement)
-        except sqlite3.Error as error:
+            await tx.execute(statement)
+        except (sqlite3.Error, StorageError) as error:
             raise MigrationError(
                 f"migration {migration.version:04d}_{migration.name} failed: {error}"
             ) from error
-    conn.execute(
+        except Exception as error:  # the PostgreSQL driver's errors
+            if type(error).__module__.split(".")[0] != "asyncpg":
+                raise
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} failed: {error}"
+            ) from error
+    await tx.execute(
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
         (migration.version, migration.name, to_us(utc(None))),
     )
-    # Mirrored into the file header so `sqlite3 bot.sqlite3 'PRAGMA user_version'` tells too.
-    conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+    if tx.dialect == "sqlite":
+        # Mirrored into the file header so `sqlite3 bot.sqlite3 'PRAGMA user_version'` tells.
+        await tx.execute(f"PRAGMA user_version = {int(migration.version)}")
     return True
 
 

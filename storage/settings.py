@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
 from .clock import to_us, utc
-from .connection import Connection
+from .dialect import Database, Tx
 from .models import ChannelSettings, EffectiveSettings, GuildSettings
 
 T = TypeVar("T")
@@ -22,8 +21,8 @@ def _channel(text: str | None) -> ChannelSettings:
     return ChannelSettings() if text is None else ChannelSettings.model_validate_json(text)
 
 
-def _save_guild(conn: sqlite3.Connection, guild_id: int, settings: GuildSettings, at: int) -> None:
-    conn.execute(
+async def _save_guild(tx: Tx, guild_id: int, settings: GuildSettings, at: int) -> None:
+    await tx.execute(
         """INSERT INTO guild_settings (guild_id, settings, updated_at) VALUES (?, ?, ?)
            ON CONFLICT (guild_id)
            DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at""",
@@ -53,17 +52,17 @@ def resolve(
 
 
 class SettingsRepository:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self._conn = conn
 
     async def get(self, guild_id: int) -> GuildSettings:
         """The server's settings; defaults when it never saved any."""
 
-        def work(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
+        async def work(tx: Tx) -> str | None:
+            value = await tx.fetchval(
                 "SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,)
-            ).fetchone()
-            return None if row is None else str(row[0])
+            )
+            return None if value is None else str(value)
 
         return _guild(await self._conn.read(work))
 
@@ -73,7 +72,7 @@ class SettingsRepository:
         stamp = to_us(utc(now))
         # model_copy(update=...) skips validation; never store what the next read can't load.
         settings = GuildSettings.model_validate(settings.model_dump())
-        await self._conn.write(lambda conn: _save_guild(conn, guild_id, settings, stamp))
+        await self._conn.write(lambda tx: _save_guild(tx, guild_id, settings, stamp))
 
     async def update(
         self,
@@ -86,25 +85,27 @@ class SettingsRepository:
         `change` must be a quick pure function (it runs inside the transaction)."""
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> GuildSettings:
-            row = conn.execute(
+        async def work(tx: Tx) -> GuildSettings:
+            # Two admins changing settings at once take turns (a no-op on SQLite).
+            await tx.lock("settings", guild_id)
+            value = await tx.fetchval(
                 "SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,)
-            ).fetchone()
-            changed = GuildSettings.model_validate(
-                change(_guild(None if row is None else str(row[0]))).model_dump()
             )
-            _save_guild(conn, guild_id, changed, stamp)
+            changed = GuildSettings.model_validate(
+                change(_guild(None if value is None else str(value))).model_dump()
+            )
+            await _save_guild(tx, guild_id, changed, stamp)
             return changed
 
         return await self._conn.write(work)
 
     async def get_channel(self, guild_id: int, channel_id: int) -> ChannelSettings:
-        def work(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
+        async def work(tx: Tx) -> str | None:
+            value = await tx.fetchval(
                 "SELECT settings FROM channel_settings WHERE guild_id = ? AND channel_id = ?",
                 (guild_id, channel_id),
-            ).fetchone()
-            return None if row is None else str(row[0])
+            )
+            return None if value is None else str(value)
 
         return _channel(await self._conn.read(work))
 
@@ -119,14 +120,14 @@ class SettingsRepository:
         """Store the channel's overrides; all-None overrides delete the row."""
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> None:
+        async def work(tx: Tx) -> None:
             if settings == ChannelSettings():
-                conn.execute(
+                await tx.execute(
                     "DELETE FROM channel_settings WHERE guild_id = ? AND channel_id = ?",
                     (guild_id, channel_id),
                 )
                 return
-            conn.execute(
+            await tx.execute(
                 """INSERT INTO channel_settings (guild_id, channel_id, settings, updated_at)
                    VALUES (?, ?, ?, ?)
                    ON CONFLICT (guild_id, channel_id)
@@ -140,22 +141,23 @@ class SettingsRepository:
         """Server settings with the channel's overrides applied, read in one statement.
         Pass a thread's parent channel: rules and overrides are set on channels."""
 
-        def work(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
-            row = conn.execute(
+        async def work(tx: Tx) -> tuple[str | None, str | None]:
+            row = await tx.fetchrow(
                 """SELECT (SELECT settings FROM guild_settings WHERE guild_id = :guild),
                           (SELECT settings FROM channel_settings
                             WHERE guild_id = :guild AND channel_id = :channel)""",
                 {"guild": guild_id, "channel": channel_id},
-            ).fetchone()
+            )
+            assert row is not None  # a SELECT without FROM has one row
             return row[0], row[1]
 
         guild_text, channel_text = await self._conn.read(work)
         return resolve(guild_id, channel_id, _guild(guild_text), _channel(channel_text))
 
     async def get_meta(self, key: str) -> str | None:
-        def work(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            return None if row is None else str(row[0])
+        async def work(tx: Tx) -> str | None:
+            value = await tx.fetchval("SELECT value FROM meta WHERE key = ?", (key,))
+            return None if value is None else str(value)
 
         return await self._conn.read(work)
 
@@ -163,27 +165,27 @@ class SettingsRepository:
         """Write the key only if it is not there yet; True when this call wrote it (a claim
         that two processes, or two restarts, can't both win)."""
 
-        def work(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
+        async def work(tx: Tx) -> bool:
+            written = await tx.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                 (key, value),
             )
-            return cursor.rowcount == 1
+            return written == 1
 
         return await self._conn.write(work)
 
     async def take_meta(self, key: str) -> str | None:
         """Read and delete a value in one step (one-shot records such as form drafts)."""
 
-        def work(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("DELETE FROM meta WHERE key = ? RETURNING value", (key,)).fetchone()
-            return None if row is None else str(row[0])
+        async def work(tx: Tx) -> str | None:
+            value = await tx.fetchval("DELETE FROM meta WHERE key = ? RETURNING value", (key,))
+            return None if value is None else str(value)
 
         return await self._conn.write(work)
 
     async def set_meta(self, key: str, value: str) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            conn.execute(
+        async def work(tx: Tx) -> None:
+            await tx.execute(
                 """INSERT INTO meta (key, value) VALUES (?, ?)
                    ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
                 (key, value),
@@ -194,12 +196,15 @@ class SettingsRepository:
     async def alert_channels(self) -> dict[int, int]:
         """Every server that named a budget-alerts channel: server id → channel id."""
 
-        def work(conn: sqlite3.Connection) -> dict[int, int]:
-            rows = conn.execute(
-                """SELECT guild_id, json_extract(settings, '$.alerts_channel_id') AS channel
-                     FROM guild_settings
-                    WHERE json_extract(settings, '$.alerts_channel_id') IS NOT NULL"""
-            ).fetchall()
-            return {int(row["guild_id"]): int(row["channel"]) for row in rows}
+        async def work(tx: Tx) -> dict[int, int]:
+            # Read as JSON here rather than with SQL's JSON functions, which differ per
+            # backend; one row per server that saved settings.
+            rows = await tx.fetch("SELECT guild_id, settings FROM guild_settings")
+            found = {int(row["guild_id"]): _guild(str(row["settings"])) for row in rows}
+            return {
+                guild: settings.alerts_channel_id
+                for guild, settings in found.items()
+                if settings.alerts_channel_id is not None
+            }
 
         return await self._conn.read(work)

@@ -10,13 +10,12 @@ caller, in any process, can insert.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime
 
 from .clock import MICROS_PER_SECOND, from_micro_usd, from_us, month_start, to_us, utc
-from .connection import Connection
+from .dialect import Database, Row, Tx
 from .models import DaySpend, LoraImages
 
 _MICROS_PER_DAY = 86_400 * MICROS_PER_SECOND
@@ -28,7 +27,7 @@ _MONTH_ROWS = """quota_ledger q
 
 
 class SpendRepository:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self._conn = conn
 
     def _month(self, guild_id: int, now: datetime | None) -> dict[str, int]:
@@ -39,15 +38,16 @@ class SpendRepository:
         """USD and images per UTC day of the current month, days without spend left out."""
         params = self._month(guild_id, now)
 
-        def work(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            return conn.execute(
+        async def work(tx: Tx) -> list[Row]:
+            return await tx.fetch(
                 f"""SELECT q.created_at / {_MICROS_PER_DAY} AS day,
-                           SUM(q.cost_micro_usd) AS micro, SUM(q.images) AS images
+                           CAST(SUM(q.cost_micro_usd) AS BIGINT) AS micro,
+                           CAST(SUM(q.images) AS BIGINT) AS images
                       FROM {_MONTH_ROWS}
                      GROUP BY q.created_at / {_MICROS_PER_DAY}
                      ORDER BY day""",
                 params,
-            ).fetchall()
+            )
 
         return [
             DaySpend(
@@ -65,9 +65,9 @@ class SpendRepository:
         the last name it had."""
         params = self._month(guild_id, now)
 
-        def work(conn: sqlite3.Connection) -> tuple[Counter[int], dict[int, str]]:
+        async def work(tx: Tx) -> tuple[Counter[int], dict[int, str]]:
             counts: Counter[int] = Counter()
-            rows = conn.execute(
+            rows = await tx.fetch(
                 """SELECT j.lora_ids, q.images
                      FROM quota_ledger q JOIN jobs j ON j.id = q.job_id
                     WHERE q.guild_id = :guild AND q.created_at >= :month
@@ -81,13 +81,13 @@ class SpendRepository:
             names: dict[int, str] = {}
             if top:
                 marks = ", ".join("?" for _ in top)
-                for row in conn.execute(
+                for row in await tx.fetch(
                     f"SELECT lora_id, lora_name FROM lora_changes WHERE lora_id IN ({marks})"
                     " ORDER BY id",
                     top,
                 ):
                     names[int(row["lora_id"])] = str(row["lora_name"])
-                for row in conn.execute(f"SELECT id, name FROM loras WHERE id IN ({marks})", top):
+                for row in await tx.fetch(f"SELECT id, name FROM loras WHERE id IN ({marks})", top):
                     names[int(row["id"])] = str(row["name"])
             return Counter({k: counts[k] for k in top}), names
 
@@ -105,16 +105,16 @@ class SpendRepository:
         those may be posted)."""
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> list[str]:
+        async def work(tx: Tx) -> list[str]:
             won: list[str] = []
             for kind in kinds:
-                row = conn.execute(
+                row = await tx.fetchrow(
                     """INSERT INTO budget_alerts (guild_id, month, kind, sent_at)
                        VALUES (?, ?, ?, ?)
                        ON CONFLICT (guild_id, month, kind) DO NOTHING
                        RETURNING kind""",
                     (guild_id, month, kind, stamp),
-                ).fetchone()
+                )
                 if row is not None:
                     won.append(str(row["kind"]))
             return won
@@ -124,20 +124,21 @@ class SpendRepository:
     async def release_alerts(self, guild_id: int, month: str, kinds: Sequence[str]) -> None:
         """Forget claims whose alert could not be posted, so a later check tries again."""
 
-        def work(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "DELETE FROM budget_alerts WHERE guild_id = ? AND month = ? AND kind = ?",
-                [(guild_id, month, kind) for kind in kinds],
-            )
+        async def work(tx: Tx) -> None:
+            for kind in kinds:
+                await tx.execute(
+                    "DELETE FROM budget_alerts WHERE guild_id = ? AND month = ? AND kind = ?",
+                    (guild_id, month, kind),
+                )
 
         await self._conn.write(work)
 
     async def sent_alerts(self, guild_id: int, month: str) -> list[str]:
-        def work(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
+        async def work(tx: Tx) -> list[str]:
+            rows = await tx.fetch(
                 "SELECT kind FROM budget_alerts WHERE guild_id = ? AND month = ? ORDER BY kind",
                 (guild_id, month),
-            ).fetchall()
+            )
             return [str(row["kind"]) for row in rows]
 
         return await self._conn.read(work)

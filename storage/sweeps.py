@@ -6,7 +6,6 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Generic
@@ -15,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import quotas
 from .clock import from_us, opt_from_us, to_micro_usd, to_us, utc
-from .connection import Connection
+from .dialect import Database, Row, Tx
 from .errors import NotFoundError
 from .jobs import _job, insert
 from .models import Job, NewJob, QuotaLimits, Refusal, RequestT, ResultT, UtcDatetime
@@ -58,10 +57,8 @@ class Sweep(_Model):
     cells: list[SweepCell]
 
 
-def _cells(conn: sqlite3.Connection, sweep_id: int) -> list[SweepCell]:
-    rows = conn.execute(
-        "SELECT * FROM sweep_cells WHERE sweep_id = ? ORDER BY cell", (sweep_id,)
-    ).fetchall()
+async def _cells(tx: Tx, sweep_id: int) -> list[SweepCell]:
+    rows = await tx.fetch("SELECT * FROM sweep_cells WHERE sweep_id = ? ORDER BY cell", (sweep_id,))
     return [
         SweepCell(
             cell=row["cell"],
@@ -73,7 +70,7 @@ def _cells(conn: sqlite3.Connection, sweep_id: int) -> list[SweepCell]:
     ]
 
 
-def _sweep(conn: sqlite3.Connection, row: sqlite3.Row) -> Sweep:
+async def _sweep(tx: Tx, row: Row) -> Sweep:
     return Sweep(
         id=row["id"],
         guild_id=row["guild_id"],
@@ -86,12 +83,12 @@ def _sweep(conn: sqlite3.Connection, row: sqlite3.Row) -> Sweep:
         error=row["error"],
         created_at=from_us(row["created_at"]),
         finished_at=opt_from_us(row["finished_at"]),
-        cells=_cells(conn, row["id"]),
+        cells=await _cells(tx, row["id"]),
     )
 
 
 class SweepRepository(Generic[RequestT, ResultT]):
-    def __init__(self, conn: Connection, model: type[Job[RequestT, ResultT]]) -> None:
+    def __init__(self, conn: Database, model: type[Job[RequestT, ResultT]]) -> None:
         self._conn = conn
         self._model = model
 
@@ -112,11 +109,11 @@ class SweepRepository(Generic[RequestT, ResultT]):
         images = sum(job.images for job in jobs)
         cost = sum(to_micro_usd(job.cost_usd) for job in jobs)
 
-        def work(
-            conn: sqlite3.Connection,
-        ) -> tuple[sqlite3.Row, builtins.list[sqlite3.Row], Sweep] | Refusal:
-            refusal = quotas.check_admission(
-                conn,
+        async def work(tx: Tx) -> tuple[Row, builtins.list[Row], Sweep] | Refusal:
+            # The member's lock first, as for one edit (storage/jobs.py, JobRepository.admit).
+            await tx.lock("quota", sweep.guild_id, sweep.user_id)
+            refusal = await quotas.check_admission(
+                tx,
                 guild_id=sweep.guild_id,
                 user_id=sweep.user_id,
                 images=images,
@@ -126,7 +123,7 @@ class SweepRepository(Generic[RequestT, ResultT]):
             )
             if refusal is not None:
                 return refusal
-            head: sqlite3.Row = conn.execute(
+            head = await tx.fetchrow(
                 """INSERT INTO sweeps (guild_id, channel_id, user_id, recipe, parent_job_id,
                                        created_at)
                    VALUES (?, ?, ?, ?, ?, ?) RETURNING *""",
@@ -138,18 +135,21 @@ class SweepRepository(Generic[RequestT, ResultT]):
                     sweep.parent_job_id,
                     to_us(moment),
                 ),
-            ).fetchone()
-            rows = [insert(conn, job, now=moment) for job in jobs]
-            conn.executemany(
-                "INSERT INTO sweep_cells (sweep_id, cell, job_id, label) VALUES (?, ?, ?, ?)",
-                [
-                    (head["id"], cell, row["id"], label)
-                    for cell, (row, label) in enumerate(zip(rows, sweep.labels, strict=True))
-                ],
             )
-            return head, rows, _sweep(conn, head)
+            assert head is not None  # INSERT … RETURNING returns the row
+            budget = limits.monthly_budget_usd
+            rows = [await insert(tx, job, now=moment, budget=budget) for job in jobs]
+            for cell, (row, label) in enumerate(zip(rows, sweep.labels, strict=True)):
+                await tx.execute(
+                    "INSERT INTO sweep_cells (sweep_id, cell, job_id, label) VALUES (?, ?, ?, ?)",
+                    (head["id"], cell, row["id"], label),
+                )
+            return head, rows, await _sweep(tx, head)
 
-        outcome = await self._conn.write(work)
+        try:
+            outcome = await self._conn.write(work)
+        except quotas.BudgetRaced as raced:
+            outcome = raced.refusal
         if isinstance(outcome, Refusal):
             log.info(
                 "sweep of %d refused for user %d in guild %d: %s",
@@ -164,37 +164,35 @@ class SweepRepository(Generic[RequestT, ResultT]):
         return made, [_job(row, self._model) for row in rows]
 
     async def get(self, sweep_id: int) -> Sweep | None:
-        def work(conn: sqlite3.Connection) -> Sweep | None:
-            row = conn.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
-            return None if row is None else _sweep(conn, row)
+        async def work(tx: Tx) -> Sweep | None:
+            row = await tx.fetchrow("SELECT * FROM sweeps WHERE id = ?", (sweep_id,))
+            return None if row is None else await _sweep(tx, row)
 
         return await self._conn.read(work)
 
     async def of_job(self, job_id: int) -> int | None:
         """The sweep a job is a cell of, if any."""
 
-        def work(conn: sqlite3.Connection) -> int | None:
-            row = conn.execute(
+        async def work(tx: Tx) -> int | None:
+            value = await tx.fetchval(
                 "SELECT sweep_id FROM sweep_cells WHERE job_id = ?", (job_id,)
-            ).fetchone()
-            return None if row is None else int(row[0])
+            )
+            return None if value is None else int(value)
 
         return await self._conn.read(work)
 
     async def unfinished(self) -> builtins.list[Sweep]:
         """Sweeps whose sheet was neither posted nor given up, oldest first."""
 
-        def work(conn: sqlite3.Connection) -> builtins.list[Sweep]:
-            rows = conn.execute(
-                "SELECT * FROM sweeps WHERE finished_at IS NULL ORDER BY id"
-            ).fetchall()
-            return [_sweep(conn, row) for row in rows]
+        async def work(tx: Tx) -> builtins.list[Sweep]:
+            rows = await tx.fetch("SELECT * FROM sweeps WHERE finished_at IS NULL ORDER BY id")
+            return [await _sweep(tx, row) for row in rows]
 
         return await self._conn.read(work)
 
     async def set_status_message(self, sweep_id: int, message_id: int) -> None:
         await self._conn.write(
-            lambda conn: conn.execute(
+            lambda tx: tx.execute(
                 "UPDATE sweeps SET status_message_id = ? WHERE id = ?", (message_id, sweep_id)
             )
         )
@@ -203,7 +201,7 @@ class SweepRepository(Generic[RequestT, ResultT]):
         """Where the cell's output is kept (fal storage), for fetching it from the sheet."""
         text = json.dumps(image, separators=(",", ":"))
         await self._conn.write(
-            lambda conn: conn.execute(
+            lambda tx: tx.execute(
                 "UPDATE sweep_cells SET image = ? WHERE sweep_id = ? AND cell = ?",
                 (text, sweep_id, cell),
             )
@@ -212,7 +210,7 @@ class SweepRepository(Generic[RequestT, ResultT]):
     async def set_sheet(self, sweep_id: int, message_id: int) -> None:
         """Record the posted sheet; the first record wins (a repeat after a restart)."""
         await self._conn.write(
-            lambda conn: conn.execute(
+            lambda tx: tx.execute(
                 """UPDATE sweeps SET sheet_message_id = ?
                     WHERE id = ? AND sheet_message_id IS NULL""",
                 (message_id, sweep_id),
@@ -226,14 +224,14 @@ class SweepRepository(Generic[RequestT, ResultT]):
         (`error`). Recovery leaves finished sweeps alone."""
         stamp = to_us(utc(now))
 
-        def work(conn: sqlite3.Connection) -> Sweep:
-            conn.execute(
+        async def work(tx: Tx) -> Sweep:
+            await tx.execute(
                 "UPDATE sweeps SET error = ?, finished_at = ? WHERE id = ? AND finished_at IS NULL",
                 (error, stamp, sweep_id),
             )
-            row = conn.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            row = await tx.fetchrow("SELECT * FROM sweeps WHERE id = ?", (sweep_id,))
             if row is None:
                 raise NotFoundError(f"sweep {sweep_id} does not exist")
-            return _sweep(conn, row)
+            return await _sweep(tx, row)
 
         return await self._conn.write(work)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sqlite3
 from typing import Any
 
 from PIL import Image
@@ -211,8 +210,7 @@ async def test_a_final_state_never_shown_is_shown_after_a_restart(world: World) 
     result = await world.result()
     await world.emu.wait_for_edit(status, lambda m: "✅ Done" in m.content)
     await world.emu.stop_bot()
-    with sqlite3.connect(world.settings.database_path) as db:
-        db.execute("UPDATE jobs SET announced_at = NULL WHERE id = 1")
+    await world.execute("UPDATE jobs SET announced_at = NULL WHERE id = 1")
     assert world.bot.user is not None
     result.reactions["🔁"].discard(world.bot.user.id)
     mark = world.emu.mark()
@@ -232,8 +230,7 @@ async def test_a_failure_never_shown_is_shown_after_a_restart(world: World) -> N
     status = await status_message(world)
     await world.emu.wait_for_edit(status, lambda m: "Failed" in m.content)
     await world.emu.stop_bot()
-    with sqlite3.connect(world.settings.database_path) as db:
-        db.execute("UPDATE jobs SET announced_at = NULL WHERE id = 1")
+    await world.execute("UPDATE jobs SET announced_at = NULL WHERE id = 1")
     world.bot = await world.emu.start_bot(world.make_bot())
     shown = await world.emu.wait_for_edit(status, lambda m: "Failed" in m.content)
     assert "infrastructure problem (runner_disconnected)" in shown.content

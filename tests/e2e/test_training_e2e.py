@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sqlite3
 import zipfile
 from typing import Any
 
@@ -397,9 +396,7 @@ async def test_a_training_past_its_deadline_is_cancelled_and_refunded(world: Wor
     job = await world.job_in(1, "submitted")
     await world.fal.wait_for_status(job.fal_request_id, "IN_PROGRESS")
     # The bot was down past the training's deadline (setup through storage, not under test).
-    path = world.settings.database_path
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE jobs SET deadline_at = created_at WHERE id = 1")
+    await world.execute("UPDATE jobs SET deadline_at = created_at WHERE id = 1")
     await world.restart()
     expired = await world.job_in(1, "expired")
     assert expired.error is not None and "so I cancelled the training" in expired.error

@@ -1,12 +1,17 @@
-"""End-to-end harness: our real bot against both emulators, real sockets, a real SQLite file.
+"""End-to-end harness: our real bot against both emulators, real sockets, a real database.
 
 A test acts as members through the Discord emulator and reads what they see; fal's side is
 the fal emulator. Nothing in the bot is mocked.
+
+The `world` runs on SQLite and, for the modules in POSTGRES_MODULES, also on PostgreSQL (a
+fresh database on the session's server, tests/harness/postgres.py): test ids say `sqlite` or
+`postgres`. `E2E_BACKENDS=all` runs every e2e module on both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +29,37 @@ from emulators.fal_emulator.fixtures import FAST_POLL, SEED, fast_retry
 from emulators.fal_emulator.server import FalEmulator
 from storage import Job, JobState, Lora
 from tests.harness.images import png
+from tests.harness.postgres import ScratchDatabases
+from tests.harness.storage_fixtures import BACKENDS, execute
 
 RESULT_TIMEOUT = 15.0
+
+# What a member sees should not depend on the backend; these modules prove it on PostgreSQL
+# too (edits and their lifecycle with restarts and recovery, quotas and budget, the registry,
+# reruns and iteration, trainings) without running every e2e table twice.
+POSTGRES_MODULES = frozenset(
+    {
+        "test_edit_e2e",
+        "test_edit_lifecycle_e2e",
+        "test_quotas_e2e",
+        "test_registry_e2e",
+        "test_iterate_e2e",
+        "test_faults_discord",
+        "test_training_e2e",
+    }
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Give every test that uses `world` its database backend(s) as `e2e_backend`."""
+    if "e2e_backend" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    every = os.environ.get("E2E_BACKENDS", "").lower() == "all"
+    backends = BACKENDS if every or module in POSTGRES_MODULES else ("sqlite",)
+    # A module whose tests choose their database themselves pins it: E2E_BACKENDS = (...).
+    backends = getattr(metafunc.module, "E2E_BACKENDS", backends)
+    metafunc.parametrize("e2e_backend", backends)
 
 
 @dataclass
@@ -120,11 +154,20 @@ class World:
         async with asyncio.timeout(within):
             return await self.bot.jobs.wait_for_state(job_id, *(JobState(s) for s in states))
 
+    async def execute(self, sql: str, *params: Any) -> None:
+        """Change the bot's database behind its back (`?` placeholders), on either backend:
+        what a crash or an operator could leave there."""
+        await execute(self.settings.database_location(), sql, *params)
+
 
 async def start_world(
-    discord_emulator: DiscordEmulator, fal_emulator: FalEmulator, folder: Path
+    discord_emulator: DiscordEmulator,
+    fal_emulator: FalEmulator,
+    folder: Path,
+    database_url: str | None = None,
 ) -> World:
-    """Our bot, started against both emulators, with its database under `folder`."""
+    """Our bot, started against both emulators, with its database under `folder` (SQLite) or
+    at `database_url` (PostgreSQL; outputs still go under `folder`)."""
     settings = Settings(
         **discord_emulator.settings_overrides(),
         fal_key=fal_emulator.key,
@@ -132,17 +175,39 @@ async def start_world(
         fal_rest_url=fal_emulator.rest_url,
         fal_cdn_url=fal_emulator.cdn_url,
         database_path=folder / "data" / "bot.sqlite3",
+        database_url=database_url,
+        database_pool_size=4,
     )
+    (folder / "data").mkdir(parents=True, exist_ok=True)  # outputs and tools live there too
     shell = World(discord_emulator, fal_emulator, settings, bot=None)  # type: ignore[arg-type]
     shell.bot = await discord_emulator.start_bot(shell.make_bot())
     return shell
 
 
 @pytest.fixture
+async def e2e_database(
+    e2e_backend: str, request: pytest.FixtureRequest
+) -> AsyncIterator[str | None]:
+    """None for SQLite (the file lives in the test's folder), else a new PostgreSQL database."""
+    if e2e_backend == "sqlite":
+        yield None
+        return
+    databases: ScratchDatabases = request.getfixturevalue("postgres_databases")
+    url = await databases.create()
+    try:
+        yield url
+    finally:
+        await databases.drop(url)
+
+
+@pytest.fixture
 async def world(
-    discord_emulator: DiscordEmulator, fal_emulator: FalEmulator, tmp_path: Path
+    e2e_database: str | None,
+    discord_emulator: DiscordEmulator,
+    fal_emulator: FalEmulator,
+    tmp_path: Path,
 ) -> AsyncIterator[World]:
-    yield await start_world(discord_emulator, fal_emulator, tmp_path)
+    yield await start_world(discord_emulator, fal_emulator, tmp_path, e2e_database)
     # the emulator fixture stops the bot; its close() stops the job tasks
 
 

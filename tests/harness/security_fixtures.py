@@ -39,6 +39,7 @@ from emulators.discord_emulator.interactions import (
 )
 from emulators.discord_emulator.messages import Attachment, Message
 from emulators.discord_emulator.world import Channel, Member
+from tests.harness.postgres import DATABASE_PORTS
 
 # ---------------------------------------------------------------------------- raw interactions
 
@@ -139,7 +140,9 @@ class NetworkLog:
         return set(self.lookups) | {host for host, _ in self.connects}
 
     def ports(self) -> set[int]:
-        return {port for _, port in self.connects}
+        """Ports connected to, except the test session's database server (the bot's own
+        storage on PostgreSQL)."""
+        return {port for _, port in self.connects} - DATABASE_PORTS
 
 
 _recorders: list[NetworkLog] = []

@@ -1,16 +1,45 @@
-"""Fixtures for storage tests: a real SQLite file per test, and a controllable clock."""
+"""Fixtures for storage tests: a real database per test on each backend, and a clock.
+
+`backend` is parametrized ("sqlite", "postgres"), so every test that uses `database` or
+`storage` runs on both and its id says which. `database` is where the test's data lives: a new
+SQLite file (`storage_path`) or a new PostgreSQL database on the session's server
+(tests/harness/postgres.py). A module that tests only SQLite overrides `backend`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 from storage import NewJob, QuotaLimits, Storage
+from storage.dialect import arguments
+from storage.postgres import is_postgres_url
+from tests.harness.postgres import ScratchDatabases, start_scratch_databases
 
 T0 = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[ScratchDatabases]:
+    """The session's PostgreSQL server (started on first use, stopped at the end)."""
+    databases = start_scratch_databases()
+    try:
+        yield databases
+    finally:
+        databases.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
@@ -19,12 +48,80 @@ def storage_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def storage(storage_path: Path) -> AsyncIterator[Storage]:
-    opened = await Storage.open(storage_path)
+async def database(
+    backend: str, storage_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A new, empty database on the test's backend: a file path or a postgresql:// URL."""
+    if backend == "sqlite":
+        yield str(storage_path)
+        return
+    databases: ScratchDatabases = request.getfixturevalue("postgres_databases")
+    url = await databases.create()
+    try:
+        yield url
+    finally:
+        await databases.drop(url)
+
+
+@pytest.fixture
+async def fresh_database(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
+    """A factory of further new databases on the test's backend (all dropped afterwards)."""
+    made: list[str] = []
+    databases: ScratchDatabases | None = None
+
+    async def make() -> str:
+        nonlocal databases
+        if backend == "sqlite":
+            made.append(str(tmp_path / f"extra-{len(made)}" / "bot.sqlite3"))
+            return made[-1]
+        if databases is None:
+            databases = request.getfixturevalue("postgres_databases")
+        made.append(await databases.create())
+        return made[-1]
+
+    yield make
+    if databases is not None:
+        for url in made:
+            await databases.drop(url)
+
+
+@pytest.fixture
+async def storage(database: str) -> AsyncIterator[Storage]:
+    opened = await Storage.open(database)
     try:
         yield opened
     finally:
         await opened.close()
+
+
+async def query(location: str | Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of one statement (`?` placeholders), read straight from the database at
+    `location` with the plain driver, not through storage/."""
+    if is_postgres_url(location):
+        text, args = arguments(sql, params)
+        conn = await asyncpg.connect(str(location))
+        try:
+            return [tuple(row) for row in await conn.fetch(text, *args)]
+        finally:
+            await conn.close()
+    with closing(sqlite3.connect(location, isolation_level=None)) as conn:
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+
+
+async def execute(location: str | Path, sql: str, *params: Any) -> None:
+    """Run one statement (`?` placeholders) straight on the database, committed at once."""
+    if is_postgres_url(location):
+        text, args = arguments(sql, params)
+        conn = await asyncpg.connect(str(location))
+        try:
+            await conn.execute(text, *args)
+        finally:
+            await conn.close()
+        return
+    with closing(sqlite3.connect(location, isolation_level=None)) as conn:
+        conn.execute(sql, params)
 
 
 def make_job(

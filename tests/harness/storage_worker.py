@@ -1,5 +1,7 @@
 """Subprocess helper for the storage concurrency and crash tests (not a test module).
 
+DB is a SQLite file path or a postgresql:// URL.
+
     python tests/harness/storage_worker.py open DB
         ready → wait for "go" → open → version
     python tests/harness/storage_worker.py admit DB COUNT LIMIT
@@ -29,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from storage import Job, JobState, NewJob, QuotaLimits, Storage, quotas
+from storage.dialect import Tx
 
 
 def new_job(user_id: int, n: int) -> NewJob:
@@ -82,13 +85,16 @@ async def write(db: str, stall_after: int | None) -> None:
 
     reserve = quotas.reserve
 
-    def stalling_reserve(conn: object, **kwargs: object) -> None:
-        # Runs on the connection's thread inside admit's transaction: the job row is written.
+    async def stalling_reserve(tx: Tx, **kwargs: object) -> None:
+        # Runs inside admit's transaction: the job row is written, its ledger row is not.
         if stall_after is not None and reported >= stall_after:
             sys.stdout.write(f"stalled {kwargs['job_id']}\n")
             sys.stdout.flush()
-            threading.Event().wait()
-        reserve(conn, **kwargs)  # type: ignore[arg-type]
+            if tx.dialect == "sqlite":
+                threading.Event().wait()  # on the connection's thread: the transaction stays open
+            else:
+                await asyncio.Event().wait()  # the server keeps the transaction open
+        await reserve(tx, **kwargs)  # type: ignore[arg-type]
 
     quotas.reserve = stalling_reserve  # type: ignore[assignment]
 

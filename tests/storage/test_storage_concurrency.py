@@ -1,4 +1,5 @@
-"""Atomic admission under concurrency (tasks, connections, processes) and crash safety."""
+"""Atomic admission under concurrency (tasks, connections, processes) and crash safety, on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import sys
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 from storage import (
@@ -24,7 +27,8 @@ from storage import (
     StorageBusyError,
 )
 from storage.clock import from_us, month_key
-from tests.harness.storage_fixtures import T0, limits, make_job
+from storage.dialect import lock_key
+from tests.harness.storage_fixtures import T0, limits, make_job, query
 
 # An exception in a storage thread (say, reporting into a closed loop) fails the test.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -32,12 +36,13 @@ pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExce
 WORKER = Path(__file__).resolve().parents[1] / "harness" / "storage_worker.py"
 
 
-def ledger_summary(path: Path) -> tuple[int, int]:
-    with closing(sqlite3.connect(path)) as conn:
-        jobs = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-        reserved = conn.execute(
-            "SELECT COALESCE(SUM(images), 0) FROM quota_ledger WHERE state <> 'refunded'"
-        ).fetchone()[0]
+async def ledger_summary(database: str) -> tuple[int, int]:
+    [(jobs,)] = await query(database, "SELECT COUNT(*) FROM jobs")
+    [(reserved,)] = await query(
+        database,
+        "SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) FROM quota_ledger"
+        " WHERE state <> 'refunded'",
+    )
     return jobs, reserved
 
 
@@ -51,7 +56,7 @@ def ledger_summary(path: Path) -> tuple[int, int]:
     ids=["quota", "in_flight", "budget"],
 )
 async def test_500_concurrent_admissions_on_one_storage_never_exceed_a_limit(
-    storage: Storage, storage_path: Path, rules: QuotaLimits, kind: str, admitted: int
+    storage: Storage, database: str, rules: QuotaLimits, kind: str, admitted: int
 ) -> None:
     outcomes = await asyncio.gather(
         *(storage.jobs.admit(make_job(cost_usd=0.042), rules, now=T0) for _ in range(500))
@@ -63,12 +68,12 @@ async def test_500_concurrent_admissions_on_one_storage_never_exceed_a_limit(
     assert len(refusals) == 500 - admitted
     assert {r.kind for r in refusals} == {kind}
     assert len({job.id for job in jobs}) == admitted
-    assert ledger_summary(storage_path) == (admitted, admitted)
+    assert await ledger_summary(database) == (admitted, admitted)
 
 
-async def test_two_connections_on_one_file_admit_exactly_the_limit(storage_path: Path) -> None:
-    first = await Storage.open(storage_path)
-    second = await Storage.open(storage_path)
+async def test_two_connections_on_one_database_admit_exactly_the_limit(database: str) -> None:
+    first = await Storage.open(database)
+    second = await Storage.open(database)
     try:
         outcomes = await asyncio.gather(
             *(
@@ -81,11 +86,12 @@ async def test_two_connections_on_one_file_admit_exactly_the_limit(storage_path:
         await second.close()
 
     assert sum(isinstance(o, Job) for o in outcomes) == 10
-    assert ledger_summary(storage_path) == (10, 10)
+    assert await ledger_summary(database) == (10, 10)
 
 
-async def test_two_processes_on_one_file_admit_exactly_the_limit(storage_path: Path) -> None:
-    schema_only = await Storage.open(storage_path)  # migrations are not what this test races
+async def test_four_processes_on_one_database_admit_exactly_the_limit(database: str) -> None:
+    """500 concurrent reservations from 4 processes, for a quota of 10: exactly 10."""
+    schema_only = await Storage.open(database)  # migrations are not what this test races
     await schema_only.close()
 
     processes = [
@@ -93,19 +99,19 @@ async def test_two_processes_on_one_file_admit_exactly_the_limit(storage_path: P
             sys.executable,
             str(WORKER),
             "admit",
-            str(storage_path),
-            "250",
+            database,
+            "125",
             "10",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        for _ in range(2)
+        for _ in range(4)
     ]
     for process in processes:
         assert process.stdout is not None
         assert (await process.stdout.readline()).strip() == b"ready"
-    for process in processes:  # both are waiting now: release them together
+    for process in processes:  # all are waiting now: release them together
         assert process.stdin is not None
         process.stdin.write(b"go\n")
         await process.stdin.drain()
@@ -115,7 +121,7 @@ async def test_two_processes_on_one_file_admit_exactly_the_limit(storage_path: P
         assert process.returncode == 0, err.decode()
     admitted = [json.loads(out) for out, _ in results]
     assert sum(len(ids) for ids in admitted) == 10
-    assert ledger_summary(storage_path) == (10, 10)
+    assert await ledger_summary(database) == (10, 10)
 
 
 # --- crash safety ---------------------------------------------------------------------------
@@ -132,13 +138,13 @@ LEDGER_FOR = {
 ORDER = [JobState.ADMITTED, JobState.SUBMITTED, JobState.COMPLETED]
 
 
-async def run_writer_and_kill(storage_path: Path, commits: int) -> dict[int, JobState]:
+async def run_writer_and_kill(database: str, commits: int) -> dict[int, JobState]:
     """Start the writer, let it report `commits` commits, SIGKILL it mid-stream."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(WORKER),
         "write",
-        str(storage_path),
+        database,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -157,17 +163,28 @@ async def run_writer_and_kill(storage_path: Path, commits: int) -> dict[int, Job
     return seen
 
 
-def check_consistent(storage_path: Path, reported: dict[int, JobState]) -> int:
-    with closing(sqlite3.connect(storage_path)) as conn:
+async def rows(database: str, table: str) -> list[Any]:
+    if database.startswith("postgresql:"):
+        conn = await asyncpg.connect(database)
+        try:
+            return list(await conn.fetch(f"SELECT * FROM {table}"))
+        finally:
+            await conn.close()
+    with closing(sqlite3.connect(database)) as conn:
         conn.row_factory = sqlite3.Row
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        jobs = {row["id"]: row for row in conn.execute("SELECT * FROM jobs")}
-        ledger = {row["job_id"]: row for row in conn.execute("SELECT * FROM quota_ledger")}
-        spend = {
-            (row["guild_id"], row["month"]): row["micro_usd"]
-            for row in conn.execute("SELECT * FROM guild_spend")
-        }
+        if table == "jobs":  # once per check: the file itself is sound
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        return conn.execute(f"SELECT * FROM {table}").fetchall()
+
+
+async def check_consistent(database: str, reported: dict[int, JobState]) -> int:
+    jobs = {row["id"]: row for row in await rows(database, "jobs")}
+    ledger = {row["job_id"]: row for row in await rows(database, "quota_ledger")}
+    spend = {
+        (row["guild_id"], row["month"]): row["micro_usd"]
+        for row in await rows(database, "guild_spend")
+    }
 
     # Every commit the writer reported survived, at that state or a later one.
     for job_id, state in reported.items():
@@ -206,25 +223,25 @@ def check_consistent(storage_path: Path, reported: dict[int, JobState]) -> int:
 
 
 async def test_sigkill_mid_stream_loses_no_commit_and_leaves_no_half_written_job(
-    storage_path: Path,
+    database: str,
 ) -> None:
     reported: dict[int, JobState] = {}
     total = 0
-    for _ in range(3):  # kill, reopen, check, carry on writing to the same file
-        reported.update(await run_writer_and_kill(storage_path, commits=150))
-        storage = await Storage.open(storage_path)  # reopens cleanly after the crash
+    for _ in range(3):  # kill, reopen, check, carry on writing to the same database
+        reported.update(await run_writer_and_kill(database, commits=150))
+        storage = await Storage.open(database)  # reopens cleanly after the crash
         await storage.close()
-        now_total = check_consistent(storage_path, reported)
+        now_total = await check_consistent(database, reported)
         assert now_total > total
         total = now_total
 
 
-async def test_sigkill_inside_a_transaction_leaves_no_trace_of_it(storage_path: Path) -> None:
+async def test_sigkill_inside_a_transaction_leaves_no_trace_of_it(database: str) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(WORKER),
         "write",
-        str(storage_path),
+        database,
         "100",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -244,21 +261,31 @@ async def test_sigkill_inside_a_transaction_leaves_no_trace_of_it(storage_path: 
         os.kill(process.pid, signal.SIGKILL)
         await process.wait()
 
-    check_consistent(storage_path, reported)
-    with closing(sqlite3.connect(storage_path)) as conn:
-        for table, column in (("jobs", "id"), ("quota_ledger", "job_id")):
-            found = conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (stalled,))
-            assert found.fetchone() is None, f"half-written job {stalled} in {table}"
+    await check_consistent(database, reported)
+    for table, column in (("jobs", "id"), ("quota_ledger", "job_id")):
+        found = await query(database, f"SELECT 1 FROM {table} WHERE {column} = ?", stalled)
+        assert found == [], f"half-written job {stalled} in {table}"
 
 
-async def test_a_lock_held_past_the_busy_timeout_is_a_typed_error(storage_path: Path) -> None:
-    storage = await Storage.open(storage_path, busy_timeout=0.2)
+async def test_a_lock_held_past_the_busy_timeout_is_a_typed_error(
+    storage_path: Path, backend: str, database: str
+) -> None:
+    storage = await Storage.open(database, busy_timeout=0.2)
     try:
-        with closing(sqlite3.connect(storage_path, isolation_level=None)) as other:
-            other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
-            with pytest.raises(StorageBusyError, match=r"stayed locked .* over 0\.2 s"):
-                await storage.jobs.admit(make_job(), limits(10), now=T0)
-            other.execute("ROLLBACK")
+        if backend == "sqlite":
+            with closing(sqlite3.connect(storage_path, isolation_level=None)) as other:
+                other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+                with pytest.raises(StorageBusyError, match=r"stayed locked .* over 0\.2 s"):
+                    await storage.jobs.admit(make_job(), limits(10), now=T0)
+                other.execute("ROLLBACK")
+        else:
+            other_pg = await asyncpg.connect(database)
+            try:  # another process in the middle of admitting the same member
+                await other_pg.execute("SELECT pg_advisory_lock($1)", lock_key("quota", 1, 100))
+                with pytest.raises(StorageBusyError, match=r"kept a lock for over 0\.2 s"):
+                    await storage.jobs.admit(make_job(), limits(10), now=T0)
+            finally:
+                await other_pg.close()
         assert isinstance(await storage.jobs.admit(make_job(), limits(10), now=T0), Job)
     finally:
         await storage.close()

@@ -1,14 +1,15 @@
-"""The connection layer: whole transactions on aiosqlite's thread, group-committed writes."""
+"""The SQLite connection layer: whole transactions on aiosqlite's thread, group-committed
+writes."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from storage import Storage
+from storage.dialect import SuspendedError, Tx
 
 # An exception in a storage thread (say, reporting into a closed loop) fails the test.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -16,12 +17,18 @@ pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExce
 FRAME = 24 + 4096  # WAL frame header + one page
 
 
+@pytest.fixture
+def backend() -> str:
+    """Group commit and the WAL are SQLite's."""
+    return "sqlite"
+
+
 def wal_size(storage_path: Path) -> int:
     return Path(f"{storage_path}-wal").stat().st_size
 
 
-def set_then_fail(conn: sqlite3.Connection) -> None:
-    conn.execute("INSERT INTO meta (key, value) VALUES ('doomed', 'x')")
+async def set_then_fail(tx: Tx) -> None:
+    await tx.execute("INSERT INTO meta (key, value) VALUES ('doomed', 'x')")
     raise ValueError("changed my mind")
 
 
@@ -52,9 +59,9 @@ async def test_a_failing_write_is_undone_alone_in_its_batch(storage: Storage) ->
 
 
 async def test_later_writes_in_a_batch_see_earlier_ones(storage: Storage) -> None:
-    def read_back(conn: sqlite3.Connection) -> str | None:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'first'").fetchone()
-        return None if row is None else str(row[0])
+    async def read_back(tx: Tx) -> str | None:
+        value = await tx.fetchval("SELECT value FROM meta WHERE key = 'first'")
+        return None if value is None else str(value)
 
     _, seen = await asyncio.gather(
         storage.settings.set_meta("first", "here"), storage._conn.write(read_back)
@@ -92,8 +99,8 @@ async def test_close_finishes_queued_writes_first(storage_path: Path) -> None:
 
 async def test_reads_see_committed_data_only(storage: Storage) -> None:
     # A read queued while a batch is open must not see that batch's uncommitted rows.
-    def write_and_fail(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO meta (key, value) VALUES ('ghost', 'boo')")
+    async def write_and_fail(tx: Tx) -> None:
+        await tx.execute("INSERT INTO meta (key, value) VALUES ('ghost', 'boo')")
         raise RuntimeError("rolled back")
 
     results = await asyncio.gather(
@@ -103,3 +110,15 @@ async def test_reads_see_committed_data_only(storage: Storage) -> None:
     )
     assert isinstance(results[0], RuntimeError)
     assert results[1] is None
+
+
+async def test_a_transaction_that_waits_for_something_else_is_refused(storage: Storage) -> None:
+    # On SQLite a transaction runs whole on the connection's thread; awaiting anything but its
+    # own statements would have to stop that thread, so it is an error, and nothing is kept.
+    async def waits(tx: Tx) -> None:
+        await tx.execute("INSERT INTO meta (key, value) VALUES ('waited', 'x')")
+        await asyncio.sleep(0)  # gives the event loop a turn: a suspension
+
+    with pytest.raises(SuspendedError, match="cannot wait for anything else"):
+        await storage._conn.write(waits)
+    assert await storage.settings.get_meta("waited") is None

@@ -1,16 +1,15 @@
 """The quota ledger against a plain-Python model, on random sequences of operations.
 
-Each example opens a fresh SQLite file, replays admissions, deliveries, failures, resets and
-clock moves (across a month boundary), and after every step compares what storage says (the
-admission outcome, window usage, jobs in flight, month spend) with the model.
+Each example opens a fresh database (on each backend), replays admissions, deliveries,
+failures, resets and clock moves (across a month boundary), and after every step compares what
+storage says (the admission outcome, window usage, jobs in flight, month spend) with the model.
 """
 
 from __future__ import annotations
 
-import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -100,14 +99,15 @@ limit_sets = st.builds(
 )
 @given(limits=limit_sets, operations=st.lists(operation, min_size=1, max_size=30))
 async def test_ledger_matches_a_simple_model(
-    limits: QuotaLimits, operations: list[tuple[object, ...]]
+    fresh_database: Callable[[], Awaitable[str]],
+    limits: QuotaLimits,
+    operations: list[tuple[object, ...]],
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        storage = await Storage.open(Path(folder) / "model.sqlite3")
-        try:
-            await replay(storage, Model(limits, []), operations)
-        finally:
-            await storage.close()
+    storage = await Storage.open(await fresh_database())
+    try:
+        await replay(storage, Model(limits, []), operations)
+    finally:
+        await storage.close()
 
 
 async def replay(storage: Storage, model: Model, operations: list[tuple[object, ...]]) -> None:

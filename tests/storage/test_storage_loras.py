@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
 
 from storage import DuplicateName, Lora, LoraLimitReached, LoraNotFound, Storage
+from storage.dialect import Tx
 from tests.harness.storage_fixtures import T0
 
 # An exception in a storage thread (say, reporting into a closed loop) fails the test.
@@ -226,13 +226,14 @@ async def test_search_treats_like_wildcards_literally_and_empty_lists_all(
 
 async def test_search_returns_at_most_25_among_a_thousand(storage: Storage) -> None:
     async def add_many() -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                """INSERT INTO loras (guild_id, name, name_key, path, default_scale,
-                                      created_by, created_at, updated_at)
-                   VALUES (1, ?, ?, 'p', 1.0, 1, 0, 0)""",
-                [(f"Style {n:04d}", f"style {n:04d}") for n in range(1000)],
-            )
+        async def work(tx: Tx) -> None:
+            for n in range(1000):
+                await tx.execute(
+                    """INSERT INTO loras (guild_id, name, name_key, path, default_scale,
+                                          created_by, created_at, updated_at)
+                       VALUES (1, ?, ?, 'p', 1.0, 1, 0, 0)""",
+                    (f"Style {n:04d}", f"style {n:04d}"),
+                )
 
         await storage._conn.write(work)
 

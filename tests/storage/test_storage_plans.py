@@ -1,7 +1,9 @@
 """Every statement the hot paths and lookups run uses an index: no full table scans.
 
 Partial indexes are easy to lose (SQLite matches their WHERE clause textually), and a lost
-index only shows once the tables are big, so the query plans are checked here instead.
+index only shows once the tables are big, so the query plans are checked here instead. On
+PostgreSQL, whose planner rightly scans tiny tables whole, plans are read with sequential
+scans switched off: a "Seq Scan" left then means no index could serve the statement.
 """
 
 from __future__ import annotations
@@ -12,27 +14,72 @@ from typing import Any
 
 import pytest
 
+import storage.postgres
 from storage import Job, JobState, Storage
+from storage.dialect import Params
 from tests.harness.storage_fixtures import T0, limits, make_job
 
 # An exception in a storage thread (say, reporting into a closed loop) fails the test.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
+
 BIG_TABLES = ("jobs", "quota_ledger", "loras", "lora_changes", "guild_spend", "inputs")
 
 
-async def statements_run_by(storage: Storage, call: Callable[[], Awaitable[Any]]) -> list[str]:
+async def statements_run_by(
+    storage: Storage, call: Callable[[], Awaitable[Any]], monkeypatch: pytest.MonkeyPatch
+) -> list[Any]:
+    if storage.backend == "postgresql":
+        return await pg_statements_run_by(call, monkeypatch)
     seen: list[str] = []
-    await storage._conn.run(lambda conn: conn.set_trace_callback(seen.append))
+    conn = storage._conn
+    await conn.run(lambda raw: raw.set_trace_callback(seen.append))  # type: ignore[attr-defined]
     try:
         await call()
     finally:
-        await storage._conn.run(lambda conn: conn.set_trace_callback(None))
+        await conn.run(lambda raw: raw.set_trace_callback(None))  # type: ignore[attr-defined]
     skip = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
     return [sql for sql in seen if not sql.lstrip().upper().startswith(skip)]
 
 
-async def full_scans(storage: Storage, statements: list[str]) -> list[str]:
+async def pg_statements_run_by(
+    call: Callable[[], Awaitable[Any]], monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, list[Any]]]:
+    seen: list[tuple[str, list[Any]]] = []
+    numbered = storage.postgres.arguments
+
+    def recording(sql: str, params: Params) -> tuple[str, list[Any]]:
+        text, args = numbered(sql, params)
+        seen.append((text, args))
+        return text, args
+
+    monkeypatch.setattr(storage.postgres, "arguments", recording)
+    await call()
+    monkeypatch.undo()
+    return seen
+
+
+async def pg_full_scans(store: Storage, statements: list[tuple[str, list[Any]]]) -> list[str]:
+    found = []
+    conn = store._conn
+    assert isinstance(conn, storage.postgres.PostgresConnection)
+    async with conn.acquire() as pg:
+        await pg.execute("SET enable_seqscan = off")
+        try:
+            for text, args in statements:
+                plan = "\n".join(row[0] for row in await pg.fetch(f"EXPLAIN {text}", *args))
+                for table in BIG_TABLES:
+                    if f"Seq Scan on {table} " in plan + " ":
+                        found.append(f"Seq Scan on {table}  <=  {text.split()[0]} … {text[-80:]}")
+        finally:
+            await pg.execute("RESET enable_seqscan")
+    return found
+
+
+async def full_scans(storage: Storage, statements: list[Any]) -> list[str]:
+    if storage.backend == "postgresql":
+        return await pg_full_scans(storage, statements)
+
     def explain(conn: sqlite3.Connection) -> list[str]:
         found = []
         for sql in statements:
@@ -42,7 +89,7 @@ async def full_scans(storage: Storage, statements: list[str]) -> list[str]:
                     found.append(f"{detail}  <=  {sql.split()[0]} … {sql[-80:]}")
         return found
 
-    return await storage._conn.read(explain)
+    return await storage._conn.run(explain)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -82,7 +129,11 @@ CALLS: dict[str, Callable[[Storage], Awaitable[Any]]] = {
 
 
 @pytest.mark.parametrize("name", list(CALLS))
-async def test_statements_use_indexes(busy_storage: Storage, name: str) -> None:
-    statements = await statements_run_by(busy_storage, lambda: CALLS[name](busy_storage))
+async def test_statements_use_indexes(
+    busy_storage: Storage, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements = await statements_run_by(
+        busy_storage, lambda: CALLS[name](busy_storage), monkeypatch
+    )
     assert statements, "nothing was traced"
     assert await full_scans(busy_storage, statements) == []

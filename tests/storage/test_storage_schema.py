@@ -1,8 +1,9 @@
-"""Opening the database: pragmas, migrations, version checks."""
+"""Opening the database: migrations and version checks on both backends; SQLite's pragmas."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 import sys
 from contextlib import closing
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from storage import DatabaseError, MigrationError, SchemaTooNewError, Storage, StorageClosedError
+from storage.dialect import Dialect
 from storage.schema import Migration, load_migrations, split_statements
+from tests.harness.storage_fixtures import execute, query
 
 # An exception in a storage thread (say, reporting into a closed loop) fails the test.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -38,6 +41,70 @@ def versions(path: Path) -> list[int]:
         return [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
 
 
+def dialect_of(backend: str) -> Dialect:
+    return "sqlite" if backend == "sqlite" else "postgres"
+
+
+async def tables_in(database: str) -> set[str]:
+    if database.startswith("postgresql:"):
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return {row[0] for row in await query(database, sql)}
+
+
+async def versions_in(database: str) -> list[int]:
+    rows = await query(database, "SELECT version FROM schema_migrations ORDER BY version")
+    return [row[0] for row in rows]
+
+
+# Shipped migrations are never edited: a database that applied one must find the same schema
+# when the next bot reads it. A new migration gets the next number (and a line here).
+SHIPPED_SQLITE = {
+    "0001_initial.sql": "43ca41005a51ac3e417342b8aa86208f719e2d9cdd189242d2a451c8fd93a803",
+    "0002_job_announcements.sql": (
+        "2fa71fb29f39928bfd8bad8fe289322d684303d836ec1b4c76a7863d50514284"
+    ),
+    "0003_budget_alerts.sql": ("22578d1ab71e36d33d3681b4966ae2eb18e9c095e5479aef4de81c4c8129682a"),
+    "0004_studio.sql": "b14596429e00737c680b1902aae6d33e275f0be28162bf3408e57d70d808847e",
+}
+
+
+def test_shipped_sqlite_migrations_are_unchanged() -> None:
+    folder = REPO / "storage" / "migrations" / "sqlite"
+    for name, digest in SHIPPED_SQLITE.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_both_dialects_have_the_same_numbered_migrations() -> None:
+    sqlite = [(m.version, m.name) for m in load_migrations(dialect="sqlite")]
+    postgres = [(m.version, m.name) for m in load_migrations(dialect="postgres")]
+    assert sqlite == postgres
+    assert sqlite[0] == (1, "initial")
+
+
+async def test_fresh_open_creates_the_schema_and_records_each_version(
+    database: str, backend: str
+) -> None:
+    storage = await Storage.open(database)
+    await storage.close()
+
+    latest = load_migrations(dialect=dialect_of(backend))[-1].version
+    assert storage.schema_version == latest
+    assert await versions_in(database) == list(range(1, latest + 1))
+    assert {
+        "loras",
+        "lora_changes",
+        "jobs",
+        "quota_ledger",
+        "guild_spend",
+        "guild_settings",
+        "channel_settings",
+        "inputs",
+        "meta",
+    } <= await tables_in(database)
+
+
 async def test_fresh_open_creates_parent_dir_schema_and_records_version(storage_path: Path) -> None:
     assert not storage_path.parent.exists()
     storage = await Storage.open(storage_path)
@@ -52,7 +119,7 @@ async def test_fresh_open_creates_parent_dir_schema_and_records_version(storage_
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_connection_pragmas(storage: Storage) -> None:
+async def test_connection_pragmas(storage_path: Path) -> None:
     def pragmas(conn: sqlite3.Connection) -> tuple[int, int, int]:
         return (
             conn.execute("PRAGMA foreign_keys").fetchone()[0],
@@ -60,81 +127,101 @@ async def test_connection_pragmas(storage: Storage) -> None:
             conn.execute("PRAGMA synchronous").fetchone()[0],
         )
 
-    foreign_keys, busy_timeout, synchronous = await storage._conn.run(pragmas)
+    async with await Storage.open(storage_path) as storage:
+        foreign_keys, busy_timeout, synchronous = await storage._conn.run(pragmas)  # type: ignore[attr-defined]
     assert foreign_keys == 1
     assert busy_timeout == 5000
     assert synchronous == 1  # NORMAL
 
 
-async def test_reopen_is_idempotent_and_keeps_data(storage_path: Path) -> None:
-    first = await Storage.open(storage_path)
+async def test_reopen_is_idempotent_and_keeps_data(database: str) -> None:
+    first = await Storage.open(database)
     await first.settings.set_meta("command_hash", "abc")
     await first.close()
 
-    second = await Storage.open(storage_path)
+    second = await Storage.open(database)
     try:
         assert second.schema_version == first.schema_version
         assert await second.settings.get_meta("command_hash") == "abc"
     finally:
         await second.close()
-    assert versions(storage_path) == list(range(1, first.schema_version + 1))
+    assert await versions_in(database) == list(range(1, first.schema_version + 1))
 
 
-async def test_newer_database_is_refused_before_anything_is_written(storage_path: Path) -> None:
-    storage = await Storage.open(storage_path)
+async def snapshot(database: str, storage_path: Path) -> object:
+    if database.startswith("postgresql:"):
+        return (
+            await tables_in(database),
+            await query(database, "SELECT * FROM schema_migrations ORDER BY version"),
+        )
+    return file_bytes(storage_path)  # every connection is closed: no WAL left to checkpoint
+
+
+async def test_newer_database_is_refused_before_anything_is_written(
+    database: str, storage_path: Path
+) -> None:
+    storage = await Storage.open(database)
     code_version = storage.schema_version
     await storage.close()
-    with raw(storage_path) as conn:
-        conn.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 0)",
-            (code_version + 2,),
-        )
-    before = file_bytes(storage_path)  # every connection is closed: no WAL left to checkpoint
+    await execute(
+        database,
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 0)",
+        code_version + 2,
+    )
+    before = await snapshot(database, storage_path)
 
     with pytest.raises(SchemaTooNewError) as caught:
-        await Storage.open(storage_path)
+        await Storage.open(database)
 
     assert str(caught.value) == (
         f"database schema {code_version + 2} is newer than this bot ({code_version}); "
         "upgrade the bot or restore a backup"
     )
     assert caught.value.database_version == code_version + 2
-    assert file_bytes(storage_path) == before
+    assert await snapshot(database, storage_path) == before
 
 
-async def test_upgrade_applies_only_missing_migrations_in_order(storage_path: Path) -> None:
-    base = load_migrations()
+async def test_upgrade_applies_only_missing_migrations_in_order(
+    database: str, backend: str
+) -> None:
+    base = load_migrations(dialect=dialect_of(backend))
     extra = [
-        Migration(len(base) + 1, "add_a", ("CREATE TABLE a (x INTEGER);",)),
+        Migration(len(base) + 1, "add_a", ("CREATE TABLE a (x INTEGER PRIMARY KEY);",)),
         Migration(len(base) + 2, "add_b", ("CREATE TABLE b (y INTEGER REFERENCES a (x));",)),
     ]
-    old = await Storage.open(storage_path)
+    old = await Storage.open(database)
     await old.close()
 
-    new = await Storage.open(storage_path, migrations=[*base, *extra])
+    new = await Storage.open(database, migrations=[*base, *extra])
     await new.close()
 
     assert new.schema_version == len(base) + 2
-    assert {"a", "b"} <= tables(storage_path)
-    assert versions(storage_path) == list(range(1, len(base) + 3))
+    assert {"a", "b"} <= await tables_in(database)
+    assert await versions_in(database) == list(range(1, len(base) + 3))
 
 
-async def test_failing_migration_rolls_back_whole_and_keeps_old_version(storage_path: Path) -> None:
-    base = load_migrations()
+async def test_failing_migration_rolls_back_whole_and_keeps_old_version(
+    database: str, backend: str
+) -> None:
+    base = load_migrations(dialect=dialect_of(backend))
     broken = Migration(
         len(base) + 1,
         "broken",
         ("CREATE TABLE half (x INTEGER);", "INSERT INTO no_such_table VALUES (1);"),
     )
-    storage = await Storage.open(storage_path)
+    storage = await Storage.open(database)
     await storage.close()
 
-    with pytest.raises(MigrationError, match="broken failed: no such table: no_such_table"):
-        await Storage.open(storage_path, migrations=[*base, broken])
+    message = {
+        "sqlite": "broken failed: no such table: no_such_table",
+        "postgres": 'broken failed: relation "no_such_table" does not exist',
+    }[backend]
+    with pytest.raises(MigrationError, match=message):
+        await Storage.open(database, migrations=[*base, broken])
 
-    assert "half" not in tables(storage_path)
-    assert versions(storage_path) == [m.version for m in base]
-    reopened = await Storage.open(storage_path)  # the old code still opens it
+    assert "half" not in await tables_in(database)
+    assert await versions_in(database) == [m.version for m in base]
+    reopened = await Storage.open(database)  # the old code still opens it
     await reopened.close()
 
 
@@ -169,16 +256,16 @@ def test_migration_files_must_be_numbered_without_gaps(tmp_path: Path) -> None:
         load_migrations(tmp_path)
 
 
-async def test_use_after_close_raises_a_typed_error(storage_path: Path) -> None:
-    storage = await Storage.open(storage_path)
+async def test_use_after_close_raises_a_typed_error(database: str) -> None:
+    storage = await Storage.open(database)
     await storage.close()
     await storage.close()  # closing twice is harmless
     with pytest.raises(StorageClosedError):
         await storage.settings.get_meta("x")
 
 
-async def test_async_context_manager_closes(storage_path: Path) -> None:
-    async with await Storage.open(storage_path) as storage:
+async def test_async_context_manager_closes(database: str) -> None:
+    async with await Storage.open(database) as storage:
         await storage.settings.set_meta("k", "v")
     with pytest.raises(StorageClosedError):
         await storage.settings.get_meta("k")
@@ -187,15 +274,15 @@ async def test_async_context_manager_closes(storage_path: Path) -> None:
 WORKER = Path(__file__).resolve().parents[1] / "harness" / "storage_worker.py"
 
 
-async def test_processes_opening_a_new_file_at_once_apply_each_migration_once(
-    storage_path: Path,
+async def test_processes_opening_a_new_database_at_once_apply_each_migration_once(
+    database: str, backend: str
 ) -> None:
     processes = [
         await asyncio.create_subprocess_exec(
             sys.executable,
             str(WORKER),
             "open",
-            str(storage_path),
+            database,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -211,11 +298,11 @@ async def test_processes_opening_a_new_file_at_once_apply_each_migration_once(
         await process.stdin.drain()
     results = [await process.communicate() for process in processes]
 
-    latest = load_migrations()[-1].version
+    latest = load_migrations(dialect=dialect_of(backend))[-1].version
     for process, (out, err) in zip(processes, results, strict=True):
         assert process.returncode == 0, err.decode()
         assert out.decode().strip() == str(latest)
-    assert versions(storage_path) == list(range(1, latest + 1))
+    assert await versions_in(database) == list(range(1, latest + 1))
 
 
 def write_garbage(path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -82,8 +81,8 @@ async def test_a_released_alert_can_be_claimed_again(storage: Storage) -> None:
     assert await storage.spend.claim_alerts(1, "2025-03", ["fal_locked"]) == ["fal_locked"]
 
 
-async def test_claims_survive_reopening_the_database(storage_path: Path) -> None:
-    async with await Storage.open(storage_path) as first:
+async def test_claims_survive_reopening_the_database(database: str) -> None:
+    async with await Storage.open(database) as first:
         assert await first.spend.claim_alerts(1, "2025-03", ["spend_100"]) == ["spend_100"]
-    async with await Storage.open(storage_path) as second:
+    async with await Storage.open(database) as second:
         assert await second.spend.claim_alerts(1, "2025-03", ["spend_100"]) == []

@@ -4,16 +4,13 @@ sheet is posted; presets stored per server with names that ignore case."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from contextlib import closing
-from pathlib import Path
 
 import pytest
 
 from storage import JobState, Refusal, Storage
 from storage.presets import DuplicatePreset, PresetLimitReached, PresetNotFound
 from storage.sweeps import NewSweep
-from tests.harness.storage_fixtures import T0, limits, make_job
+from tests.harness.storage_fixtures import T0, limits, make_job, query
 
 
 def new_sweep(cells: int, *, user_id: int = 100, guild_id: int = 1) -> NewSweep:
@@ -26,19 +23,20 @@ def new_sweep(cells: int, *, user_id: int = 100, guild_id: int = 1) -> NewSweep:
     )
 
 
-def ledger(path: Path) -> tuple[int, int, int]:
+async def ledger(database: str) -> tuple[int, int, int]:
     """(jobs, sweep cells, images reserved or committed)."""
-    with closing(sqlite3.connect(path)) as conn:
-        jobs = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-        cells = conn.execute("SELECT COUNT(*) FROM sweep_cells").fetchone()[0]
-        images = conn.execute(
-            "SELECT COALESCE(SUM(images), 0) FROM quota_ledger WHERE state <> 'refunded'"
-        ).fetchone()[0]
+    [(jobs,)] = await query(database, "SELECT COUNT(*) FROM jobs")
+    [(cells,)] = await query(database, "SELECT COUNT(*) FROM sweep_cells")
+    [(images,)] = await query(
+        database,
+        "SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) FROM quota_ledger"
+        " WHERE state <> 'refunded'",
+    )
     return jobs, cells, images
 
 
 async def test_a_sweep_writes_its_jobs_reservations_and_cells_together(
-    storage: Storage, storage_path: Path
+    storage: Storage, database: str
 ) -> None:
     outcome = await storage.sweeps.admit(
         new_sweep(4), [make_job() for _ in range(4)], limits(10), now=T0
@@ -48,7 +46,7 @@ async def test_a_sweep_writes_its_jobs_reservations_and_cells_together(
     assert [cell.label for cell in sweep.cells] == ["clay 0.25", "clay 0.5", "clay 0.75", "clay 1"]
     assert [cell.job_id for cell in sweep.cells] == [job.id for job in jobs]
     assert all(job.state == JobState.ADMITTED for job in jobs)
-    assert ledger(storage_path) == (4, 4, 4)
+    assert await ledger(database) == (4, 4, 4)
     for job in jobs:
         assert await storage.sweeps.of_job(job.id) == sweep.id
     usage = await storage.quotas.usage(1, 100, 86_400, now=T0)
@@ -61,7 +59,7 @@ async def test_a_sweep_writes_its_jobs_reservations_and_cells_together(
     ids=["quota", "budget"],
 )
 async def test_a_sweep_that_does_not_fit_writes_nothing(
-    storage: Storage, storage_path: Path, rules: object, kind: str
+    storage: Storage, database: str, rules: object, kind: str
 ) -> None:
     await storage.jobs.admit(make_job(), limits(None), now=T0)  # 1 image, $0.042 already used
     outcome = await storage.sweeps.admit(
@@ -72,7 +70,7 @@ async def test_a_sweep_that_does_not_fit_writes_nothing(
     )
     assert isinstance(outcome, Refusal) and outcome.kind == kind
     assert outcome.requested == (6 if kind == "quota" else pytest.approx(6 * 0.042))
-    assert ledger(storage_path) == (1, 0, 1)
+    assert await ledger(database) == (1, 0, 1)
     assert await storage.sweeps.unfinished() == []
 
 
@@ -88,9 +86,7 @@ async def test_the_group_needs_one_free_slot_in_flight(storage: Storage) -> None
     assert isinstance(refused, Refusal) and refused.kind == "in_flight"
 
 
-async def test_concurrent_sweeps_never_exceed_the_quota(
-    storage: Storage, storage_path: Path
-) -> None:
+async def test_concurrent_sweeps_never_exceed_the_quota(storage: Storage, database: str) -> None:
     """Ten sweeps of 4 against a quota of 10 at once: exactly two fit, whole."""
     outcomes = await asyncio.gather(
         *(
@@ -100,7 +96,7 @@ async def test_concurrent_sweeps_never_exceed_the_quota(
     )
     admitted = [o for o in outcomes if not isinstance(o, Refusal)]
     assert len(admitted) == 2
-    assert ledger(storage_path) == (8, 8, 8)
+    assert await ledger(database) == (8, 8, 8)
 
 
 async def test_sheet_and_finish_are_recorded_once(storage: Storage) -> None:
