@@ -60,6 +60,10 @@ REFETCH_AFTER = 300.0
 # (RGBA) and a filter byte a row, and base64 adds a third: 4 × 2048 × (2048 × 4 + 1) × 4 / 3 ≈
 # 89.5 MB, with the JSON around it well under the 96 MiB allowed here.
 MAX_DELIVERY_BYTES = 96 * 1024 * 1024
+# Without sync mode the images are CDN URLs (about a kilobyte each with their metadata), so a
+# delivery of up to 4 images, the prompt and the timings fits well within 1 MiB. The bot asks
+# for URL results when it follows an edit by webhook, and accepts no more than this.
+URL_DELIVERY_BYTES = 1024 * 1024
 
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{128}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
@@ -288,6 +292,7 @@ def _matches(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> 
 __all__ = [
     "FAL_JWKS_URL",
     "MAX_DELIVERY_BYTES",
+    "URL_DELIVERY_BYTES",
     "WebhookDelivery",
     "WebhookRejected",
     "WebhookVerifier",

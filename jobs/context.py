@@ -32,6 +32,10 @@ class JobConfig:
     # whether this is the only process there is (SQLite), which takes every job at start.
     lease_seconds: float = 30.0
     sole_process: bool = True
+    # fal webhooks (docs/fal-webhooks.md, "How the bot receives them"): where fal tells an
+    # edit's end, and how long an edit waits for that before asking fal itself.
+    fal_webhook_url: str | None = None
+    webhook_grace: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
