@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from client.webhooks import WebhookDelivery
@@ -15,8 +16,14 @@ from emulators.fal_emulator.server import FalEmulator
 from emulators.fal_emulator.webhooks import delivery_body
 from jobs.records import AnyJob
 from storage import Storage
-from tests.harness.e2e import World
-from tests.harness.hook_world import delivery_bytes, post, signed_headers, start_hook_world
+from tests.harness.e2e import World, start_world
+from tests.harness.hook_world import (
+    delivery_bytes,
+    free_port,
+    post,
+    signed_headers,
+    start_hook_world,
+)
 
 # The webhook path must work on both backends: one process on SQLite, a cluster's PostgreSQL.
 E2E_BACKENDS = ("sqlite", "postgres")
@@ -206,3 +213,27 @@ async def test_a_signed_delivery_for_a_job_still_at_fal_is_recorded_once(
     await world.bot.jobs.wait_idle()
     assert await results_in(world) == 1
     assert await world.usage() == (1, 0)
+
+
+async def test_without_a_webhook_port_the_metrics_server_takes_the_webhooks(
+    e2e_database: str | None,
+    discord_emulator: DiscordEmulator,
+    fal_emulator: FalEmulator,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    world = await start_world(
+        discord_emulator,
+        fal_emulator,
+        tmp_path,
+        e2e_database,
+        fal_webhook_url=f"http://127.0.0.1:{port}/fal/webhook",
+        metrics_port=port,
+        metrics_host="127.0.0.1",
+    )
+    await world.edit(prompt="one port")
+    await world.result()
+    assert fal_calls(world) == {"submit": 1, "status": 0, "stream": 0, "result": 0}
+    async with httpx.AsyncClient() as http:
+        health = await http.get(f"http://127.0.0.1:{port}/healthz")
+    assert health.status_code == 200
