@@ -126,7 +126,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def start_bot(
-    emu: DiscordEmulator, fal: FalEmulator, db: Path, metrics_port: int, log: IO[bytes]
+    emu: DiscordEmulator,
+    fal: FalEmulator,
+    db: Path,
+    metrics_port: int,
+    log: IO[bytes],
+    *,
+    extra_env: dict[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
     storage = await Storage.open(db)
     guild = emu.guild.id
@@ -146,6 +152,7 @@ async def start_bot(
         "JOB_TIMEOUT_SECONDS": "3600",
         "METRICS_PORT": str(metrics_port),
         "METRICS_HOST": "127.0.0.1",
+        **(extra_env or {}),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
