@@ -52,8 +52,12 @@ class DeliveryRepository:
         moment = to_us(utc(now))
 
         async def work(tx: Tx) -> Recorded:
+            # On PostgreSQL the job's row is locked until the delivery is stored, so a
+            # transition of the job waits: a delivery is never stored for a job that has just
+            # moved on (SQLite writers take turns anyway).
+            lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
             row = await tx.fetchrow(
-                "SELECT id, state FROM jobs WHERE fal_request_id = ? ORDER BY id LIMIT 1",
+                "SELECT id, state FROM jobs WHERE fal_request_id = ? ORDER BY id LIMIT 1" + lock,
                 (request_id,),
             )
             if row is None:
