@@ -8,7 +8,9 @@ the bot to fal are counted; then fal runs them all at once (zero run time). Prin
 - open connections from the bot to fal with every job queued (target in webhook mode: none
   held per job);
 - fal requests per job, by kind (target in webhook mode: 1 submit and 0 status requests);
-- fal completion → result posted, p50/p99.
+- fal completion → result posted, p50/p99: for the 1,000 released at once (a burst: every
+  result is downloaded and posted together), and for `--paced` more edits sent one by one at
+  `--paced-rate` a second with fal's queue open (the latency of a bot that is not saturated).
 
 Webhook mode asks for URL results (docs/fal-webhooks.md, "URL results, not inline data"), so
 its images are fetched from fal's CDN: the `file` column. Stream mode gets them inline.
@@ -46,6 +48,7 @@ class Figures:
     requests: dict[str, int]
     jobs: int
     deliver_ms: list[float]
+    paced_ms: list[float]
     webhook_attempts: int
 
 
@@ -58,7 +61,7 @@ def open_connections(pid: int, ports: set[int]) -> int:
     )
 
 
-async def run_mode(mode: str, jobs: int, rate: float) -> Figures:
+async def run_mode(mode: str, jobs: int, rate: float, paced: int, paced_rate: float) -> Figures:
     image = png(512, 512)
     with tempfile.TemporaryDirectory() as tmp:
         async with (
@@ -96,10 +99,15 @@ async def run_mode(mode: str, jobs: int, rate: float) -> Figures:
                     fal.queue.paused = False
                     await wait_results(emu, jobs, within=600)
                     _submit_ms, deliver_ms = latencies(emu, fal, f"{mode} ")
+                    counts = collections.Counter(record.route for record in fal.requests)
+                    attempts = len(fal.webhook_attempts)
+                    prompts = [f"paced {mode} {i}" for i in range(paced)]
+                    await fire(emu, members, prompts, image, paced_rate)
+                    await wait_results(emu, jobs + paced, within=600)
+                    _submit_ms, paced_ms = latencies(emu, fal, f"paced {mode} ")
                 finally:
                     bot.terminate()
                     await bot.wait()
-            counts = collections.Counter(record.route for record in fal.requests)
             return Figures(
                 mode,
                 connections,
@@ -107,12 +115,16 @@ async def run_mode(mode: str, jobs: int, rate: float) -> Figures:
                 | {"uploads": sum(counts.get(k, 0) for k in UPLOADS)},
                 jobs,
                 deliver_ms,
-                len(fal.webhook_attempts),
+                paced_ms,
+                attempts,
             )
 
 
 async def main(args: argparse.Namespace) -> None:
-    results = [await run_mode(mode, args.jobs, args.rate) for mode in ("stream", "webhook")]
+    results = [
+        await run_mode(mode, args.jobs, args.rate, args.paced, args.paced_rate)
+        for mode in ("stream", "webhook")
+    ]
     print(f"{args.jobs} edits in flight, one bot process on SQLite, fal emulated (zero run time)")
     print(f"{'':38}" + "".join(f"{f.mode + ' mode':>16}" for f in results))
     print(
@@ -130,10 +142,18 @@ async def main(args: argparse.Namespace) -> None:
     )
     for label, q in (("p50", 50), ("p99", 99)):
         print(
-            f"{'completion → result posted ' + label + ' (ms)':38}"
+            f"{'completion → posted, burst ' + label + ' (ms)':38}"
             + "".join(f"{pct(f.deliver_ms, q):>16.0f}" for f in results)
         )
-    print(f"{'results measured':38}" + "".join(f"{len(f.deliver_ms):>16}" for f in results))
+    for label, q in (("p50", 50), ("p99", 99)):
+        print(
+            f"{'completion → posted, paced ' + label + ' (ms)':38}"
+            + "".join(f"{pct(f.paced_ms, q):>16.0f}" for f in results)
+        )
+    print(
+        f"{'results measured (burst + paced)':38}"
+        + "".join(f"{f'{len(f.deliver_ms)} + {len(f.paced_ms)}':>16}" for f in results)
+    )
 
 
 def parse() -> argparse.Namespace:
@@ -142,6 +162,8 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=100.0, help="edits per second sent")
+    parser.add_argument("--paced", type=int, default=100, help="edits sent after the burst")
+    parser.add_argument("--paced-rate", type=float, default=10.0, help="their rate per second")
     return parser.parse_args()
 
 
