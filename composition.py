@@ -13,9 +13,11 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from discord.ext import commands
 
 from client.fal import FalClient
+from client.webhooks import URL_DELIVERY_BYTES, WebhookVerifier
 from cogs.utils.publisher import DiscordPublisher
 from jobs.context import JobConfig
 from jobs.metrics import Metrics
@@ -27,6 +29,8 @@ from storage.leases import LeaseTerms
 
 log = logging.getLogger(__name__)
 
+JWKS_PATH = "/.well-known/jwks.json"
+
 
 @dataclass
 class Parts:
@@ -34,6 +38,8 @@ class Parts:
     fal: FalClient
     publisher: DiscordPublisher
     jobs: JobService
+    webhooks: WebhookVerifier | None = None  # with FAL_WEBHOOK_URL: checks fal's deliveries
+    webhook_http: httpx.AsyncClient | None = None  # fetches fal's webhook keys
     closed: bool = False
 
     async def close(self) -> None:
@@ -46,6 +52,8 @@ class Parts:
         finally:
             try:
                 await self.fal.aclose()
+                if self.webhook_http is not None:
+                    await self.webhook_http.aclose()
             finally:
                 await self.storage.close()
 
@@ -101,7 +109,19 @@ async def build_parts(
             fal_max_concurrent=settings.fal_max_concurrent,
             # One SQLite file is one process: it takes every job at start.
             sole_process=storage.backend == "sqlite",
+            fal_webhook_url=str(settings.fal_webhook_url) if settings.fal_webhook_url else None,
+            webhook_grace=settings.fal_webhook_grace_seconds,
         ),
         metrics=metrics,
     )
-    return Parts(storage=storage, fal=fal, publisher=publisher, jobs=jobs)
+    parts = Parts(storage=storage, fal=fal, publisher=publisher, jobs=jobs)
+    if settings.fal_webhook_url is not None:
+        # fal publishes its keys on its REST host (docs/fal-webhooks.md, "The keys"); edits
+        # followed by webhook ask for URL results, so a delivery is small.
+        parts.webhook_http = httpx.AsyncClient(timeout=10.0)
+        parts.webhooks = WebhookVerifier(
+            parts.webhook_http,
+            settings.fal_url("fal_rest_url") + JWKS_PATH,
+            max_body=URL_DELIVERY_BYTES,
+        )
+    return parts

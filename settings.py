@@ -137,6 +137,35 @@ class Settings(BaseSettings):
     metrics_host: Annotated[str, Field(description="Address the metrics port listens on.")] = (
         "0.0.0.0"
     )
+    fal_webhook_url: Annotated[
+        AnyHttpUrl | None,
+        Field(
+            description="Optional public https address at which fal reaches this bot's "
+            "/fal/webhook route (through a reverse proxy or tunnel): fal then tells the bot "
+            "when an edit ends, instead of the bot holding a status stream per edit.",
+        ),
+    ] = None
+    webhook_host: Annotated[
+        str, Field(description="Address the fal webhook listener (WEBHOOK_PORT) listens on.")
+    ] = "0.0.0.0"
+    webhook_port: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=65535,
+            description="Port of the fal webhook listener (path /fal/webhook); empty: served on "
+            "METRICS_PORT instead.",
+        ),
+    ] = None
+    fal_webhook_grace_seconds: Annotated[
+        float,
+        Field(
+            ge=0.1,
+            le=3_600,
+            description="With FAL_WEBHOOK_URL: how long an edit waits for fal's webhook before "
+            "asking fal once for its status (a late or lost webhook), and again as often.",
+        ),
+    ] = 60.0
     discord_api_url: Annotated[
         AnyHttpUrl | None,
         Field(description="Override of Discord's REST base (tests and proxies only)."),
@@ -203,6 +232,25 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return self
 
+    @field_validator("fal_webhook_url")
+    @classmethod
+    def _webhook_url_shape(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if value is None:
+            return None
+        problem = webhook_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_listener(self) -> Settings:
+        problem = webhook_listener_problem(
+            self.fal_webhook_url is not None, self.webhook_port, self.metrics_port
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -265,6 +313,42 @@ def shard_problem(
             f"SHARD_IDS runs {len(ids)} of the {count} shards here, so other processes run the "
             "rest, and they must share one PostgreSQL database: set DATABASE_URL (a SQLite "
             "file belongs to one process), or leave SHARD_IDS empty to run every shard here."
+        )
+    return None
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def webhook_url_problem(url: AnyHttpUrl) -> str | None:
+    """What is wrong with FAL_WEBHOOK_URL, in one line; None when usable. fal only calls https
+    addresses; plain http is accepted for this machine alone (the fal emulator's tests)."""
+    if url.scheme != "https" and (url.host or "") not in LOOPBACK_HOSTS:
+        return (
+            "must be an https:// address that fal can reach (put a reverse proxy with TLS or a "
+            "tunnel in front of the webhook port; see the README)"
+        )
+    if url.query or url.fragment:
+        return "must not carry a query or a fragment"
+    return None
+
+
+def webhook_listener_problem(
+    wanted: bool, webhook_port: int | None, metrics_port: int | None
+) -> str | None:
+    """Why the webhook listener cannot start, in one line; None when it can (or is not
+    wanted)."""
+    if not wanted:
+        return None
+    if webhook_port is None and metrics_port is None:
+        return (
+            "FAL_WEBHOOK_URL is set but nothing listens for fal's webhooks: set WEBHOOK_PORT "
+            "(a port of its own) or METRICS_PORT (then served there at /fal/webhook)."
+        )
+    if webhook_port is not None and webhook_port != 0 and webhook_port == metrics_port:
+        return (
+            f"WEBHOOK_PORT and METRICS_PORT are both {webhook_port}: leave WEBHOOK_PORT empty "
+            "to serve the webhook on the metrics port, or give it a port of its own."
         )
     return None
 

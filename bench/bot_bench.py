@@ -126,7 +126,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def start_bot(
-    emu: DiscordEmulator, fal: FalEmulator, db: Path, metrics_port: int, log: IO[bytes]
+    emu: DiscordEmulator,
+    fal: FalEmulator,
+    db: Path,
+    metrics_port: int,
+    log: IO[bytes],
+    *,
+    extra_env: dict[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
     storage = await Storage.open(db)
     guild = emu.guild.id
@@ -149,6 +155,7 @@ async def start_bot(
         "FAL_MAX_CONCURRENT": "0",
         "METRICS_PORT": str(metrics_port),
         "METRICS_HOST": "127.0.0.1",
+        **(extra_env or {}),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

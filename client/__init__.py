@@ -7,4 +7,6 @@
 - `client.errors`: the typed errors, each safe to show a member.
 - `client.pricing`: the cost estimate of a request.
 - `client.retry`, `client.watch`: the retry and polling policies (`RetryPolicy`, `PollPolicy`).
+- `client.webhooks`: `WebhookVerifier`, which proves a webhook delivery came from fal before it
+  is parsed into a `WebhookDelivery` (docs/fal-webhooks.md).
 """

@@ -188,12 +188,16 @@ class FalClient:
         *,
         start_timeout: float | None = None,
         keep_files: bool = False,
+        webhook_url: str | None = None,
     ) -> tuple[RequestHandle, QueueStatus]:
         """Queue a request. Never sends it twice unless fal provably did not see it.
 
         `start_timeout` (seconds, > 1) asks fal to give up if no runner starts in time; the
         request then completes with `startup_timeout` and is not retried by anyone.
         `keep_files` asks fal to keep the request's generated files with no expiry.
+        `webhook_url` asks fal to POST the outcome there when the request ends; verify each
+        delivery with `client.webhooks.WebhookVerifier` (docs/fal-webhooks.md, "Asking for a
+        webhook").
         """
         headers = {"Accept": "application/json"}
         if keep_files:
@@ -205,12 +209,18 @@ class FalClient:
             # Both names: older fal hosts read the legacy one, newer clients send the new one.
             headers["X-Fal-Request-Timeout"] = value
             headers["X-Fal-Request-Start-Timeout"] = value
+        params: dict[str, str] = {}
+        if webhook_url is not None:
+            if not webhook_url.startswith(("https://", "http://")):
+                raise ValueError("webhook_url must be an http(s) URL")
+            params["fal_webhook"] = webhook_url
         response = await self._transport.send(
             "submit",
             "POST",
             f"{self.queue_url}/{self.endpoint}",
             mode="submit",
             headers=headers,
+            params=params,
             json=input.model_dump(exclude_none=True, mode="json"),
         )
         if not response.is_success:

@@ -3,7 +3,10 @@ event-loop lag monitor runs while this extension is loaded, from start-up until 
 
 Health is per process: it covers the shards this process runs (SHARD_IDS of SHARD_COUNT).
 `/healthz` answers `ok` or 503 with the reasons; `/healthz?verbose` adds one line per check,
-each shard with its gateway state and heartbeat latency."""
+each shard with its gateway state and heartbeat latency.
+
+With FAL_WEBHOOK_URL, the same server (or one of its own on WEBHOOK_PORT) also serves fal's
+webhooks at /fal/webhook (cogs/utils/fal_webhook.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from aiohttp import web
 from discord.ext import commands
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cogs.utils.fal_webhook import FalWebhookRoute
 from cogs.utils.heartbeat import record_heartbeats_on_the_loop
 from cogs.utils.loop_lag import LoopLagMonitor
 
@@ -44,29 +48,42 @@ class Health(commands.Cog):
         self.bot = bot
         self._ready_shards: set[int] = set()  # READY or RESUMED, not disconnected since
         self._runner: web.AppRunner | None = None
+        self._webhook_runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.webhook_port: int | None = None  # where fal's webhooks are served, if they are
         self.loop_lag = LoopLagMonitor(bot.metrics.loop_lag)
 
     async def cog_load(self) -> None:
         self.loop_lag.start()
-        port = self.bot.settings.metrics_port
-        if port is None:
-            return
-        app = web.Application()
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/metrics", self.metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.bot.settings.metrics_host, port)
-        await site.start()
-        addresses = self._runner.addresses  # the real port when 0 was asked
-        self.port = int(addresses[0][1]) if addresses else port
-        log.info("health and metrics on port %s", self.port)
+        settings = self.bot.settings
+        verifier = self.bot.parts.webhooks
+        webhook = FalWebhookRoute(verifier, self.bot.jobs) if verifier is not None else None
+        shared = webhook if settings.webhook_port is None else None
+        port = settings.metrics_port
+        if port is not None:
+            app = web.Application(client_max_size=shared.max_body if shared else 1024**2)
+            app.router.add_get("/healthz", self.healthz)
+            app.router.add_get("/metrics", self.metrics)
+            if shared is not None:
+                shared.add_to(app)
+            self._runner, self.port = await _serve(app, settings.metrics_host, port)
+            log.info("health and metrics on port %s", self.port)
+            if shared is not None:
+                self.webhook_port = self.port
+        if webhook is not None and settings.webhook_port is not None:
+            app = web.Application(client_max_size=webhook.max_body)
+            webhook.add_to(app)
+            self._webhook_runner, self.webhook_port = await _serve(
+                app, settings.webhook_host, settings.webhook_port
+            )
+        if webhook is not None:
+            log.info("fal webhooks on port %s at /fal/webhook", self.webhook_port)
 
     async def cog_unload(self) -> None:
         await self.loop_lag.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in (self._webhook_runner, self._runner):
+            if runner is not None:
+                await runner.cleanup()
 
     @commands.Cog.listener()
     async def on_shard_connect(self, shard_id: int) -> None:
@@ -132,6 +149,16 @@ class Health(commands.Cog):
         self.shards()  # the gateway gauges as of now
         body = generate_latest(self.bot.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving `app`; the runner and the port it listens on (the real one when 0 was
+    asked)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    addresses = runner.addresses
+    return runner, int(addresses[0][1]) if addresses else port
 
 
 async def setup(bot: FluxBot) -> None:

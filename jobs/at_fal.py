@@ -11,9 +11,12 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-from client.errors import FalCancelled, FalError, FalSubmitOutcomeUnknown
+from pydantic import ValidationError
+
+from client.errors import FalCancelled, FalError, FalNotFound, FalSubmitOutcomeUnknown
 from client.fal import CancelOutcome, RequestHandle
-from client.schema import QueueStatus, TrainingOutput
+from client.schema import EditInput, EditOutput, QueueStatus, TrainingInput, TrainingOutput
+from client.webhooks import WebhookDelivery
 from jobs.context import JobContext
 from jobs.fal_failures import fal_failure_text
 from jobs.outputs import Outputs
@@ -21,6 +24,7 @@ from jobs.records import AnyJob, JobResult, as_edit, is_training
 from jobs.status import StatusBoard, StatusThrottle
 from jobs.training import TrainingResult, read_progress
 from jobs.transitions import Transitions
+from jobs.webhooks import Deliveries
 from storage.errors import IllegalTransition
 from storage.models import JobState
 
@@ -43,11 +47,13 @@ class AtFal:
         transitions: Transitions,
         status: StatusBoard,
         outputs: Outputs,
+        deliveries: Deliveries | None = None,
     ) -> None:
         self._ctx = ctx
         self._transitions = transitions
         self._status = status
         self._outputs = outputs
+        self._deliveries = deliveries or Deliveries(ctx)
         self._submitting: dict[int, asyncio.Future[None]] = {}
 
     def handle(self, job: AnyJob) -> RequestHandle:
@@ -113,8 +119,9 @@ class AtFal:
         try:
             # A training's files are asked to outlive fal's default retention: the LoRA's
             # path is their URL (docs/fal-trainer.md, "Keeping the trained files").
+            fal_input, webhook_url = self._fal_input(job)
             handle, first = await self._ctx.fal_for(job).submit(
-                job.request.to_fal_input(), keep_files=is_training(job)
+                fal_input, keep_files=is_training(job), webhook_url=webhook_url
             )
         except FalSubmitOutcomeUnknown:
             log.warning("job %s: submit outcome unknown; not resubmitting", job.id)
@@ -155,7 +162,18 @@ class AtFal:
         )
         return job
 
+    def _fal_input(self, job: AnyJob) -> tuple[EditInput | TrainingInput, str | None]:
+        """What fal is sent, and the webhook fal is asked to call. An edit followed by webhook
+        asks for URL results, not inline data: the delivery stays small, and its images are
+        fetched from fal's URLs (docs/fal-webhooks.md, "URL results, not inline data")."""
+        url = self._deliveries.url
+        if url is None or is_training(job):  # a training's progress comes from the stream
+            return job.request.to_fal_input(), None
+        return as_edit(job).request.to_fal_input().model_copy(update={"sync_mode": False}), url
+
     async def watch(self, job: AnyJob, throttle: StatusThrottle) -> AnyJob:
+        if self._deliveries.url is not None and not is_training(job):
+            return await self._watch_by_webhook(job, throttle)
         ctx, timings = self._ctx, self._status.timings
         training = is_training(job)
         queued_at = time.monotonic()
@@ -205,8 +223,56 @@ class AtFal:
         if last is not None and last.error_type == "client_cancelled":
             await self._transitions.finish(job.id, JobState.CANCELLED, error="cancelled at fal")
             return await self._transitions.reload(job.id)
+        return await self.complete(job)
+
+    async def _watch_by_webhook(self, job: AnyJob, throttle: StatusThrottle) -> AnyJob:
+        """Wait for fal's webhook, holding no connection; every grace period without one, ask
+        fal once for the status (a late or lost webhook), then wait again
+        (docs/fal-webhooks.md, "How the bot receives them")."""
+        grace = self._ctx.config.webhook_grace
+        while True:
+            stored = await self._deliveries.wait(job.id, grace)
+            if stored is not None:
+                delivery = WebhookDelivery.model_validate_json(stored.body)
+                job = await self.complete(job, _delivered_output(job, delivery))
+                await self._deliveries.forget(job.id)
+                return job
+            try:
+                status = await self._ctx.fal.status(self.handle(job))
+            except FalError as error:
+                if not isinstance(error, FalNotFound):
+                    log.warning("job %s: status poll failed; waiting on", job.id, exc_info=True)
+                    continue
+                await self._status.fail(job.id, fal_failure_text(error, self._ctx.metrics))
+                return await self._transitions.reload(job.id)
+            log.info("job %s: no webhook after %.0f s; fal says %s", job.id, grace, status.status)
+            if status.status == "COMPLETED":
+                if status.error_type == "client_cancelled":
+                    await self._transitions.finish(
+                        job.id, JobState.CANCELLED, error="cancelled at fal"
+                    )
+                    return await self._transitions.reload(job.id)
+                job = await self.complete(job)
+                await self._deliveries.forget(job.id)
+                return job
+            eta = self._status.timings.eta(self._ctx.now(), status.queue_position)
+            if status.status == "IN_QUEUE":
+                update = self._status.update(
+                    job, "queued", queue_position=status.queue_position, eta_at=eta
+                )
+            else:
+                update = self._status.update(job, "running", eta_at=eta)
+            await throttle.push(update)
+
+    async def complete(self, job: AnyJob, delivered: EditOutput | None = None) -> AnyJob:
+        """fal is done: store the result (an edit's output as delivered by webhook, else
+        fetched) and mark the job COMPLETED, or show how it failed (refunded)."""
+        ctx = self._ctx
         try:
-            stored = await self._result(job)
+            if delivered is not None:
+                stored: JobResult = await self._outputs.store(as_edit(job), delivered)
+            else:
+                stored = await self._result(job)
         except FalCancelled:
             await self._status.end(job.id, JobState.CANCELLED, "cancelled at fal", note=False)
             return await self._transitions.reload(job.id)
@@ -249,6 +315,19 @@ def _training_eta(
     if done <= from_step or elapsed <= 0:
         return None
     return now + timedelta(seconds=elapsed / (done - from_step) * (total - done))
+
+
+def _delivered_output(job: AnyJob, delivery: WebhookDelivery) -> EditOutput | None:
+    """An edit's output as the webhook carries it; None when it must be fetched instead: a
+    failure (the result request gives its typed error, cancellations included) or a payload
+    that is not an edit's output."""
+    if not delivery.ok or is_training(job):
+        return None
+    try:
+        return EditOutput.model_validate(delivery.payload)
+    except ValidationError:
+        log.warning("job %s: the webhook's payload is not an edit's output", job.id)
+        return None
 
 
 def _observed(task: asyncio.Future[AnyJob]) -> None:

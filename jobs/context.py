@@ -35,6 +35,10 @@ class JobConfig:
     # The fair queue (jobs/fair_queue.py): at most this many jobs at fal at once across every
     # process; 0 sends every job at once, as fal's own queue takes them.
     fal_max_concurrent: int = 10
+    # fal webhooks (docs/fal-webhooks.md, "How the bot receives them"): where fal tells an
+    # edit's end, and how long an edit waits for that before asking fal itself.
+    fal_webhook_url: str | None = None
+    webhook_grace: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

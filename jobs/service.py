@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from client.fal import FalClient
+from client.webhooks import WebhookDelivery
 from jobs.admission import Admission, Started
 from jobs.alerts import BudgetAlerts
 from jobs.at_fal import AtFal
@@ -46,6 +47,8 @@ from jobs.trained import TrainedDelivery
 from jobs.trainer import Trainer
 from jobs.transitions import Transitions
 from jobs.usage import UsageViews
+from jobs.webhooks import Deliveries
+from storage.deliveries import Outcome
 from storage.models import JobState
 
 __all__ = ["InputFile", "JobConfig", "JobService", "Started"]
@@ -80,7 +83,8 @@ class JobService:
         self.status = StatusBoard(ctx, self.transitions)
         outputs = Outputs(ctx)
         deliverer = Deliverer(ctx, self.transitions, self.status, outputs)
-        at_fal = AtFal(ctx, self.transitions, self.status, outputs)
+        self.deliveries = Deliveries(ctx)
+        at_fal = AtFal(ctx, self.transitions, self.status, outputs, self.deliveries)
         self.queue = FairQueue(ctx, self.transitions, self.status)
         self.runner = Runner(ctx, self.transitions, self.status, at_fal, deliverer, self.queue)
         self.inputs = Inputs(ctx)
@@ -163,6 +167,10 @@ class JobService:
         self.runner.drive(job_ids)
         await self.sheets.adopted(job_ids)
 
+    async def fal_webhook(self, delivery: WebhookDelivery) -> Outcome:
+        """A verified fal webhook, recorded before the listener answers (jobs/webhooks.py)."""
+        return await self.deliveries.receive(delivery)
+
     async def probe_storage(self) -> None:
         """A small write, so a health check learns whether the database still takes writes."""
         await self.storage.settings.set_meta("healthz", self._ctx.now().isoformat())
@@ -183,5 +191,6 @@ class JobService:
             await self.sheets.close()
             # Every job stopped with its state stored: another process may go on at once.
             await self.leases.close(release=True)
+            await self.deliveries.close()
         finally:
             await self._ctx.notices.close()

@@ -13,6 +13,7 @@ from typing import Generic, Literal, cast
 
 from . import schema
 from .connection import Connection, Synchronous
+from .deliveries import DeliveryRepository
 from .dialect import Database, Dialect
 from .fair_queue import FairQueueRepository
 from .inputs import InputRepository
@@ -59,6 +60,7 @@ class Storage(Generic[RequestT, ResultT]):
         self.sweeps = SweepRepository(conn, job_model, lease)
         self.pairs = PairRepository(conn)
         self.trainings = TrainingRepository(conn)
+        self.deliveries = DeliveryRepository(conn)
 
     @property
     def backend(self) -> Backend:

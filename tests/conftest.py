@@ -7,4 +7,5 @@ pytest_plugins: list[str] = [
     "tests.harness.e2e",
     "tests.harness.security_fixtures",
     "tests.harness.bad_inputs",
+    "tests.harness.webhook_receiver",
 ]

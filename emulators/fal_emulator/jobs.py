@@ -37,6 +37,8 @@ class Job:
     result_headers: dict[str, str] = field(default_factory=dict)
     cancel_requested: bool = False
     ran: bool = False  # a runner picked it up (cancelled-while-queued jobs never run)
+    webhook_url: str | None = None  # the submit's `fal_webhook`
+    webhook_dropped: bool = False  # the `webhook_drop` knob swallowed its delivery
     timeline: list[tuple[str, float]] = field(default_factory=list)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     _event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)

@@ -202,6 +202,7 @@ async def submit(emu: FalEmulator, request: web.Request, record: RecordedRequest
         priority=1 if priority_name == "low" else 0,
         start_timeout=start_timeout,
         headers={k: v for k, v in request.headers.items() if k.lower().startswith("x-fal-")},
+        webhook_url=request.query.get("fal_webhook") or None,
     )
     record.request_id = job.request_id
     return web.json_response(

@@ -24,6 +24,7 @@ from emulators.fal_emulator.images import (
 from emulators.fal_emulator.jobs import COMPLETED, IN_PROGRESS, IN_QUEUE, Job
 from emulators.fal_emulator.schema import output_size, validate_input
 from emulators.fal_emulator.trainer import TRAINER_ENDPOINTS, train
+from emulators.fal_emulator.webhooks import schedule as schedule_webhook
 
 if TYPE_CHECKING:
     from emulators.fal_emulator.server import FalEmulator
@@ -44,6 +45,7 @@ def start_job(
     priority: int,
     start_timeout: float | None,
     headers: dict[str, str],
+    webhook_url: str | None = None,
 ) -> Job:
     now = time.monotonic()
     job = Job(
@@ -56,6 +58,7 @@ def start_job(
         submitted_at=now,
         start_timeout=start_timeout,
         headers=headers,
+        webhook_url=webhook_url,
     )
     job.timeline.append((IN_QUEUE, now))
     emu.jobs[job.request_id] = job
@@ -158,6 +161,7 @@ def complete(
     job.metrics = metrics
     job.timeline.append((COMPLETED, job.completed_at))
     emu.job_changed(job)
+    schedule_webhook(emu, job)
 
 
 def fail(emu: FalEmulator, job: Job, error_type: str, *, user_timeout: bool = False) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import random
 import secrets
 import time
@@ -24,7 +25,7 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
-from emulators.fal_emulator import queue_api, storage_api
+from emulators.fal_emulator import queue_api, storage_api, webhooks
 from emulators.fal_emulator.common import (
     REQUEST_ERRORS,
     CdnToken,
@@ -37,6 +38,7 @@ from emulators.fal_emulator.common import (
 )
 from emulators.fal_emulator.jobs import COMPLETED, Job, JobQueue
 from emulators.fal_emulator.trainer import TRAINER_ENDPOINTS
+from emulators.fal_emulator.webhooks import WEBHOOK_FAULTS, WebhookAttempt, WebhookKeys
 
 DEFAULT_ENDPOINTS = ("fal-ai/flux-2/lora/edit", *TRAINER_ENDPOINTS)
 
@@ -86,6 +88,14 @@ KNOBS: dict[str, type] = {
     "honour_cancel_in_progress": bool,
     "cancel_queued_ok": bool,
     "token_ttl": float,
+    "webhook_delay": float,
+    "webhook_timeout": float,
+    "webhook_backoff": float,
+    "webhook_backoff_max": float,
+    "webhook_max_attempts": int,
+    "webhook_duplicates": int,
+    "webhook_drop": bool,
+    "webhook_fault": str,
 }
 
 
@@ -166,6 +176,19 @@ class FalEmulator:
         self.max_input_images = 4  # more are cut, as the description says
         self.nsfw_marker = "[nsfw]"
         self.log_window = 20
+        # -- knobs: webhooks (docs/fal-webhooks.md) --
+        self.webhook_delay = 0.0  # seconds between the end of a request and its first delivery
+        self.webhook_timeout = 15.0  # seconds an attempt waits for the receiver's answer
+        self.webhook_backoff = 1.0  # first retry after this many seconds, doubling each time …
+        self.webhook_backoff_max = 1800.0  # … up to this
+        self.webhook_max_attempts = 11  # the first attempt and fal's 10 retries
+        self.webhook_duplicates = 0  # extra copies sent after a delivery was accepted
+        self.webhook_drop = False  # never deliver
+        self.webhook_fault: str | None = None  # one of webhooks.WEBHOOK_FAULTS, on every attempt
+        self.webhook_keys = WebhookKeys()
+        self.user_id = uuid.UUID(int=self.rng.getrandbits(128)).hex[:20]
+        # Wall clock of the webhook timestamps (a test may share a fake clock with the receiver).
+        self.clock: Callable[[], float] = time.time
 
         # -- state --
         self.requests: list[RecordedRequest] = []
@@ -173,6 +196,8 @@ class FalEmulator:
         self.files: dict[str, StoredFile] = {}
         self.tokens: dict[str, CdnToken] = {}
         self.pending_uploads: dict[str, PendingUpload] = {}
+        self.webhook_attempts: list[WebhookAttempt] = []
+        self.webhook_tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._runners: list[web.AppRunner] = []
         self._streams: set[asyncio.BaseTransport] = set()
@@ -217,6 +242,11 @@ class FalEmulator:
                 job.task.cancel()
         tasks = [job.task for job in self.jobs.values() if job.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
+        # After the jobs: a job cancelled on the way out may still have scheduled a delivery.
+        deliveries = list(self.webhook_tasks)
+        for task in deliveries:
+            task.cancel()
+        await asyncio.gather(*deliveries, return_exceptions=True)
         for transport in list(self._streams):
             transport.close()
         for runner in self._runners:
@@ -258,6 +288,8 @@ class FalEmulator:
             kind = KNOBS.get(name)
             if kind is None:
                 raise ValueError(f"unknown knob {name!r}")
+            if name == "webhook_fault" and value is not None and value not in WEBHOOK_FAULTS:
+                raise ValueError(f"unknown webhook fault {value!r}")
             if value is None:
                 setattr(self, name, None)
             elif kind is bool:
@@ -283,6 +315,14 @@ class FalEmulator:
 
     def count(self, route: str | None = None) -> int:
         return len(self.requests_for(route))
+
+    def webhook_attempts_for(self, request_id: str) -> list[WebhookAttempt]:
+        return [attempt for attempt in self.webhook_attempts if attempt.request_id == request_id]
+
+    def rotate_webhook_key(self) -> str:
+        """Start signing with a new key; the JWKS publishes it beside the old one (until
+        `webhook_keys.retire_old()`). Returns the new key's id."""
+        return self.webhook_keys.rotate().kid
 
     def job_by_prompt(self, prompt: str) -> list[Job]:
         return [
@@ -325,6 +365,26 @@ class FalEmulator:
     async def wait_for_jobs(self, count: int, within: float = 10.0) -> list[Job]:
         await self.wait_until(lambda: len(self.jobs) >= count, within)
         return sorted(self.jobs.values(), key=lambda job: job.seq)
+
+    async def wait_for_webhook_attempts(
+        self, request_id: str, count: int, within: float = 10.0
+    ) -> list[WebhookAttempt]:
+        """Wait until `count` attempts to deliver `request_id`'s webhook have been answered
+        (or have failed without an answer)."""
+
+        def done() -> list[WebhookAttempt]:
+            return [
+                attempt
+                for attempt in self.webhook_attempts_for(request_id)
+                if attempt.status is not None or attempt.error is not None
+            ]
+
+        await self.wait_until(lambda: len(done()) >= count, within)
+        return done()
+
+    def webhook_idle(self) -> bool:
+        """No delivery is pending or under way."""
+        return not self.webhook_tasks
 
     # -- request entry --------------------------------------------------------------------------
 
@@ -430,6 +490,8 @@ class FalEmulator:
 
     def _route(self, roles: set[str], request: web.Request) -> tuple[str, Handler]:
         path, method = request.path, request.method
+        if "rest" in roles and path.rstrip("/") == webhooks.JWKS_PATH:
+            return "jwks", functools.partial(webhooks.jwks, self)
         if "rest" in roles and path.startswith("/storage/"):
             return storage_api.route_rest(self, method, path)
         if "cdn" in roles and (path.startswith("/files/") or path.startswith("/upload/")):

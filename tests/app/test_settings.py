@@ -128,3 +128,72 @@ def test_env_example_and_readme_document_every_setting() -> None:
     for name in Settings.model_fields:
         assert f"\n{name.upper()}=" in example, name
         assert f"`{name.upper()}`" in readme, name
+
+
+WEBHOOK = {**VALID, "FAL_WEBHOOK_URL": "https://bot.example.org/fal/webhook"}
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param(
+            {**WEBHOOK, "FAL_WEBHOOK_URL": "http://bot.example.org/fal/webhook"},
+            "FAL_WEBHOOK_URL is malformed: must be an https:// address that fal can reach",
+            id="plain http",
+        ),
+        pytest.param(
+            {**WEBHOOK, "FAL_WEBHOOK_URL": "bot.example.org/fal/webhook"},
+            "FAL_WEBHOOK_URL is malformed",
+            id="no scheme",
+        ),
+        pytest.param(
+            {**WEBHOOK, "FAL_WEBHOOK_URL": "https://bot.example.org/fal/webhook?x=1"},
+            "FAL_WEBHOOK_URL is malformed: must not carry a query",
+            id="a query",
+        ),
+        pytest.param(
+            WEBHOOK,
+            "FAL_WEBHOOK_URL is set but nothing listens for fal's webhooks: set WEBHOOK_PORT",
+            id="no listener",
+        ),
+        pytest.param(
+            {**WEBHOOK, "WEBHOOK_PORT": "9100", "METRICS_PORT": "9100"},
+            "WEBHOOK_PORT and METRICS_PORT are both 9100",
+            id="one port for both",
+        ),
+        pytest.param(
+            {**WEBHOOK, "WEBHOOK_PORT": "9100", "FAL_WEBHOOK_GRACE_SECONDS": "0"},
+            "FAL_WEBHOOK_GRACE_SECONDS is malformed",
+            id="no grace",
+        ),
+    ],
+)
+def test_a_webhook_setting_that_cannot_work_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    lines = errors_for(env, monkeypatch)
+    assert len(lines) == 1
+    assert lines[0].startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("env", "where"),
+    [
+        pytest.param({**WEBHOOK, "WEBHOOK_PORT": "8443"}, (8443, None), id="its own port"),
+        pytest.param({**WEBHOOK, "METRICS_PORT": "9100"}, (None, 9100), id="the metrics port"),
+        pytest.param(
+            {**VALID, "FAL_WEBHOOK_URL": "http://127.0.0.1:8443/fal/webhook", "WEBHOOK_PORT": "0"},
+            (0, None),
+            id="http on this machine (emulators)",
+        ),
+    ],
+)
+def test_webhook_settings_that_work(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], where: tuple[int | None, int | None]
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert (settings.webhook_port, settings.metrics_port) == where
+    assert settings.webhook_host == "0.0.0.0"
+    assert settings.fal_webhook_grace_seconds == 60.0

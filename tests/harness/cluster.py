@@ -64,6 +64,8 @@ class Cluster:
     layout: tuple[tuple[int, ...], ...] | None = None
     nodes: list[Node] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
+    # More settings for one process (by index), e.g. a port of its own.
+    node_extra: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.watch = Watch(self.emu, self.fal)
@@ -90,6 +92,7 @@ class Cluster:
                 "JOB_TIMEOUT_SECONDS": "600",
                 "LOG_LEVEL": "INFO",
                 **self.extra,
+                **self.node_extra.get(node.index, {}),
             }
         )
 

@@ -166,9 +166,11 @@ async def start_world(
     fal_emulator: FalEmulator,
     folder: Path,
     database_url: str | None = None,
+    **overrides: Any,
 ) -> World:
     """Our bot, started against both emulators, with its database under `folder` (SQLite) or
-    at `database_url` (PostgreSQL; outputs still go under `folder`)."""
+    at `database_url` (PostgreSQL; outputs still go under `folder`); `overrides` are more
+    settings."""
     settings = Settings(
         **discord_emulator.settings_overrides(),
         fal_key=fal_emulator.key,
@@ -178,6 +180,7 @@ async def start_world(
         database_path=folder / "data" / "bot.sqlite3",
         database_url=database_url,
         database_pool_size=4,
+        **overrides,
     )
     (folder / "data").mkdir(parents=True, exist_ok=True)  # outputs and tools live there too
     shell = World(discord_emulator, fal_emulator, settings, bot=None)  # type: ignore[arg-type]
